@@ -1,0 +1,1 @@
+"""The kubelet: manifest sources -> merger (desired pods) -> sync loop -> runtime."""
