@@ -14,7 +14,7 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -57,7 +57,7 @@ def prepare(raw: Mapping[str, Any], loaded: plugins.LoadedPlugins | None = None)
     owners: dict[str, str] = {"kubecore": "kubecore"}
     manager = loaded.manager
     for impl in manager.hook.kubecore_config_section.get_hookimpls():
-        section = impl.function()
+        section = cast("ConfigSection | None", impl.function())
         if section is None:
             continue
         if section.name in owners:

@@ -155,7 +155,7 @@ def _load_entry_points(
         info.error = f"failed to load: {_describe(exc)}"
         failures.append(info)
 
-    manager: ExtensionManager
+    manager: ExtensionManager[Any]
     if names is None:
         manager = ExtensionManager(
             ENTRY_POINT_GROUP, invoke_on_load=False, on_load_failure_callback=on_failure

@@ -90,7 +90,7 @@ def test_parse_override(text: str, expected: tuple[str, str, object]) -> None:
 
 @pytest.mark.parametrize("text", ["port=1", "demo.port", ".port=1", "demo.=1"])
 def test_malformed_override(text: str) -> None:
-    with pytest.raises(ConfigError, match="expected SECTION.KEY=VALUE"):
+    with pytest.raises(ConfigError, match=r"expected SECTION\.KEY=VALUE"):
         parse_override(text)
 
 

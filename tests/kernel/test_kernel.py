@@ -75,7 +75,7 @@ class FailsToStart:
 async def test_startup_failure_is_one_clear_error(tmp_path: Path) -> None:
     recorder = Recorder({"first": 0})
     ctx = make_context(tmp_path, recorder, FailsToStart())
-    with pytest.raises(StartupError, match="listener failed to start: .*Address already in use"):
+    with pytest.raises(StartupError, match=r"listener failed to start: .*Address already in use"):
         await kernel.serve(ctx)
     # What had started is stopped again.
     assert recorder.events == ["start first", "stop first"]

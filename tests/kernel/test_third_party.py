@@ -192,3 +192,44 @@ def test_config_section_of_an_unselected_plugin_is_ignored(site: Path, tmp_path:
     result = run_kubecore(["config", "--config", str(config), "--plugins", ""], env=env(site))
     assert result.returncode == 0, result.stderr
     assert "unused" not in result.stdout
+
+
+def readme_block(marker: str) -> str:
+    """The fenced code block of README.md whose first line is ``marker``."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for block in readme.split("```")[1::2]:
+        body = block.split("\n", 1)[1]
+        if body.startswith(marker):
+            return body
+    raise AssertionError(f"README.md has no code block starting with {marker!r}")
+
+
+def test_the_readme_plugin_guide_works(tmp_path: Path) -> None:
+    src = tmp_path / "kubecore-hello"
+    (src / "kubecore_hello").mkdir(parents=True)
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n\n'
+        + readme_block("# pyproject.toml")
+    )
+    (src / "kubecore_hello" / "__init__.py").write_text(
+        readme_block("# kubecore_hello/__init__.py")
+    )
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+         "--no-build-isolation", "--disable-pip-version-check", "--target", str(target),
+         str(src)],
+        check=True,
+        capture_output=True,
+    )
+    listed = run_kubecore(["plugins", "--json"], env=env(target))
+    row = {r["name"]: r for r in json.loads(listed.stdout)}["hello"]
+    assert (row["distribution"], row["error"]) == ("kubecore-hello", None)
+    args = ["run", "--role", "node", "--plugins", "hello", "--hostname-override", "node-a",
+            "--data-dir", str(tmp_path / "data"), "--log-format", "json",
+            "--set", "hello.interval=0.05"]
+    with KubecoreProcess(args, env=env(target)) as proc:
+        first = proc.wait_event("hello", node="node-a")
+        later = proc.wait_for(lambda e: e.get("event") == "hello" and e is not first)
+        assert later["node"] == "node-a"
+        assert proc.stop() == 0
