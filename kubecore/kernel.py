@@ -14,7 +14,7 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import trio
 
@@ -22,7 +22,6 @@ from kubecore import plugins
 from kubecore.config import (
     KERNEL_SECTION,
     ConfigError,
-    ConfigSection,
     KernelConfig,
     load_file,
     merge_overrides,
@@ -53,23 +52,12 @@ def prepare(raw: Mapping[str, Any], loaded: plugins.LoadedPlugins | None = None)
     """Validate ``raw`` against every loaded plugin's section and build the context."""
     if loaded is None:
         loaded = plugins.load(kernel_config(raw).plugins)
-    sections: list[ConfigSection] = [KERNEL_SECTION]
-    owners: dict[str, str] = {"kubecore": "kubecore"}
-    manager = loaded.manager
-    for impl in manager.hook.kubecore_config_section.get_hookimpls():
-        section = cast("ConfigSection | None", impl.function())
-        if section is None:
-            continue
-        if section.name in owners:
-            raise PluginError(
-                f"config section [{section.name}] is declared by both"
-                f" {owners[section.name]!r} and {impl.plugin_name!r}"
-            )
-        owners[section.name] = impl.plugin_name
-        sections.append(section)
-    ignorable = set(plugins.installed_names()) - set(owners.values())
+    declared = plugins.declared_sections(loaded.manager)
+    sections = [KERNEL_SECTION, *(section for _, section in declared)]
+    owners = {"kubecore", *(owner for owner, _ in declared)}
+    ignorable = set(plugins.installed_names()) - owners
     settings = resolve(raw, sections, ignorable=ignorable)
-    return Context(settings=settings, hook=manager.hook, extras={"plugins": loaded})
+    return Context(settings=settings, hook=loaded.manager.hook, extras={"plugins": loaded})
 
 
 def collect_components(ctx: Context) -> list[Component]:

@@ -17,12 +17,13 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 from stevedore import ExtensionManager, NamedExtensionManager
 
 from kubecore import hookspecs
+from kubecore.config import KERNEL_SECTION, ConfigSection
 from kubecore.errors import PluginError
 
 ENTRY_POINT_GROUP = "kubecore.plugins"
@@ -174,6 +175,36 @@ def _load_entry_points(
 def installed_plugins() -> list[PluginInfo]:
     """Every installed plugin (built-in ones first), each checked by registering it in a
     throwaway plugin manager, with the hooks it implements or why it cannot be used."""
+    return _load_installed()[1]
+
+
+def installed_manager() -> pluggy.PluginManager:
+    """A plugin manager holding every installed plugin that loads."""
+    return _load_installed()[0]
+
+
+def declared_sections(manager: pluggy.PluginManager) -> list[tuple[str, ConfigSection]]:
+    """(plugin name, section) for every config section the registered plugins declare.
+
+    Raises :class:`PluginError` when two plugins declare the same section name.
+    """
+    owners: dict[str, str] = {KERNEL_SECTION.name: "kubecore"}
+    sections: list[tuple[str, ConfigSection]] = []
+    for impl in reversed(manager.hook.kubecore_config_section.get_hookimpls()):
+        section = cast("ConfigSection | None", impl.function())
+        if section is None:
+            continue
+        if section.name in owners:
+            raise PluginError(
+                f"config section [{section.name}] is declared by both"
+                f" {owners[section.name]!r} and {impl.plugin_name!r}"
+            )
+        owners[section.name] = impl.plugin_name
+        sections.append((impl.plugin_name, section))
+    return sections
+
+
+def _load_installed() -> tuple[pluggy.PluginManager, list[PluginInfo]]:
     manager = new_manager()
     infos = [_register_builtin(manager, name, module) for name, module in BUILTIN_PLUGINS.items()]
     dists = _distributions()
@@ -188,7 +219,7 @@ def installed_plugins() -> list[PluginInfo]:
             _register(manager, ext.plugin, info)
         infos.append(info)
     infos.extend(failures)
-    return sorted(infos, key=lambda info: (not info.builtin, info.name))
+    return manager, sorted(infos, key=lambda info: (not info.builtin, info.name))
 
 
 def _register_builtin(manager: pluggy.PluginManager, name: str, module: str) -> PluginInfo:

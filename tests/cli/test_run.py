@@ -79,3 +79,11 @@ def test_bad_config_file_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: config file {config}:")
     assert "Traceback" not in result.stderr
+
+
+def test_configuration_reference_lists_declared_keys() -> None:
+    result = run_kubecore(["config", "--reference"])
+    assert result.returncode == 0, result.stderr
+    assert "## [apiserver]" in result.stdout
+    assert "| `port` | `int` | `8080` | port (0 = any free port) |" in result.stdout
+    assert "| `role` | `Literal['all', 'master', 'node']` | `\"all\"` |" in result.stdout
