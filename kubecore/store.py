@@ -20,6 +20,7 @@ Contract every store plugin keeps (checked by ``tests/contract/test_store.py``):
   the iterator raises :class:`Compacted` (the caller re-lists and watches again).
 - A store that cannot reach its backend raises :class:`StoreUnavailable`; callers
   retry, never crash.
+- Closing a store (``aclose``) ends its open watches with :class:`StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ class EventType(enum.Enum):
 class WatchEvent:
     """One change. For ``DELETE``, ``kv.value`` is the value the key had before removal
     and ``kv.mod_revision`` is the revision of the deletion. ``prev`` is the previous
-    value of a ``PUT`` that modified an existing key (``None`` for a create)."""
+    value of a ``PUT`` that modified an existing key (``None`` for a create). For
+    ``DELETE``, ``prev`` is the key as it was just before removal (its value and old
+    ``mod_revision``)."""
 
     type: EventType
     kv: KeyValue
@@ -136,6 +139,11 @@ class Store(Protocol):
         self, prefix: str, revision: int
     ) -> AbstractAsyncContextManager[AsyncIterator[WatchEvent]]:
         """Changes under ``prefix`` after ``revision``; closing the context stops it."""
+        ...
+
+    async def compact(self, revision: int) -> None:
+        """Drop the history before ``revision``: watches from older revisions then raise
+        :class:`Compacted`. Current values are untouched."""
         ...
 
     async def aclose(self) -> None:

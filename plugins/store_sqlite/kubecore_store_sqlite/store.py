@@ -1,0 +1,438 @@
+"""The embedded store: one SQLite file with etcd-like revisions, a change log and watches.
+
+Layout (one file, WAL journal):
+
+- ``meta``: ``revision`` (the store's single counter), ``compact_revision`` (the newest
+  revision whose change-log row was removed) and ``schema``.
+- ``kv``: the current keys with their ``create_revision`` and ``mod_revision``.
+- ``log``: one row per revision (``PUT`` or ``DELETE``), written in the same
+  transaction as the change it records, so history and state never disagree.
+
+Every SQLite call runs in a worker thread (``trio.to_thread.run_sync``) on one
+connection guarded by a FIFO ``trio.Lock``, which also keeps writes in call order.
+Watches read the log from their position and then wait on a ``trio.Event`` that each
+commit sets and replaces, so a watcher wakes as soon as a write commits, without
+polling. Notifications are in-process: the file is opened in exclusive locking mode so
+that a second process cannot write behind this one's watchers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import trio
+
+from kubecore.log import get_logger
+from kubecore.store import (
+    Compacted,
+    Conflict,
+    EventType,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    StoreError,
+    StoreUnavailable,
+    WatchEvent,
+)
+
+T = TypeVar("T")
+
+log = get_logger("kubecore.store_sqlite")
+
+SCHEMA_VERSION = 1
+#: Change-log rows a watcher reads per round trip to the database thread.
+WATCH_BATCH = 256
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (name, value) VALUES
+    ('schema', 1), ('revision', 0), ('compact_revision', 0);
+CREATE TABLE IF NOT EXISTS kv (
+    key             TEXT PRIMARY KEY,
+    value           BLOB NOT NULL,
+    create_revision INTEGER NOT NULL,
+    mod_revision    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log (
+    revision          INTEGER PRIMARY KEY,
+    key               TEXT NOT NULL,
+    type              TEXT NOT NULL CHECK (type IN ('PUT', 'DELETE')),
+    value             BLOB NOT NULL,
+    create_revision   INTEGER NOT NULL,
+    prev_value        BLOB,
+    prev_mod_revision INTEGER
+);
+"""
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix``, or
+    ``None`` when there is none (empty prefix). SQLite compares TEXT as UTF-8 bytes,
+    which orders like code points, so incrementing the last code point works."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars[-1]) + 1
+        if code == 0xD800:  # surrogates cannot be encoded; skip over them
+            code = 0xE000
+        if code <= 0x10FFFF:
+            chars[-1] = chr(code)
+            return "".join(chars)
+        chars.pop()
+    return None
+
+
+def _prefix_clause(prefix: str) -> tuple[str, tuple[str, ...]]:
+    end = prefix_end(prefix)
+    if not prefix:
+        return "1", ()
+    if end is None:
+        return "key >= ?", (prefix,)
+    return "key >= ? AND key < ?", (prefix, end)
+
+
+class SqliteStore:
+    """A :class:`kubecore.store.Store` in one SQLite file.
+
+    Nothing is opened until the first operation (which creates the file and its parent
+    directories). State and the revision counter survive reopening the file. Change
+    history older than ``retain_revisions`` revisions is compacted; a watch from before
+    the compaction point raises :class:`~kubecore.store.Compacted`.
+    """
+
+    name = "store_sqlite"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retain_revisions: int = 10000,
+        synchronous: Literal["full", "normal"] = "full",
+        busy_timeout: float = 5.0,
+    ) -> None:
+        if retain_revisions < 1:
+            raise ValueError("retain_revisions must be at least 1")
+        self.path = path
+        self.retain_revisions = retain_revisions
+        # Compaction deletes history in batches rather than one row per write.
+        self._compact_batch = max(1, retain_revisions // 10)
+        self._synchronous = synchronous
+        self._busy_timeout = busy_timeout
+        self._lock = trio.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._revision = 0
+        self._compact_revision = 0
+        self._changed = trio.Event()
+        self._closed = False
+        self._watches = 0
+
+    # -- introspection -------------------------------------------------------------
+
+    @property
+    def compact_revision(self) -> int:
+        """The newest revision whose history is gone (0 before the first compaction)."""
+        return self._compact_revision
+
+    @property
+    def active_watches(self) -> int:
+        """Watch contexts currently open on this store."""
+        return self._watches
+
+    # -- plumbing --------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
+        """Run ``fn(connection)`` in a worker thread, one call at a time, in call order.
+
+        SQLite errors become :class:`StoreUnavailable` (locked, I/O) or
+        :class:`StoreError`; a completed write wakes every watcher."""
+        async with self._lock:
+            if self._closed:
+                raise StoreUnavailable(f"store {self.path} is closed")
+            try:
+                if self._conn is None:
+                    self._conn = await trio.to_thread.run_sync(self._open)
+                conn = self._conn
+                result = await trio.to_thread.run_sync(fn, conn)
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"{self.path}: {self._explain(exc)}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+            except OSError as exc:  # creating the directory
+                raise StoreError(f"{self.path}: {exc.strerror or exc}") from exc
+        if write:
+            self._notify()
+        return result
+
+    @staticmethod
+    def _explain(exc: sqlite3.OperationalError) -> str:
+        text = str(exc)
+        if "locked" in text:
+            return f"{text} (is another process using this store file?)"
+        return text
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout,
+            isolation_level=None,  # explicit BEGIN/COMMIT below
+            check_same_thread=False,  # used from trio's worker threads, one at a time
+        )
+        try:
+            # Exclusive before WAL: no shared-memory index, and no other process can
+            # change the file behind this process's in-memory watch notifications.
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: cannot use WAL journal (got {mode})")
+            conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        if meta["schema"] != SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(
+                f"{self.path}: schema version {meta['schema']}, expected {SCHEMA_VERSION}"
+            )
+        self._revision = int(meta["revision"])
+        self._compact_revision = int(meta["compact_revision"])
+        log.debug("store opened", path=str(self.path), revision=self._revision)
+        return conn
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _record(
+        self,
+        conn: sqlite3.Connection,
+        kind: EventType,
+        kv: KeyValue,
+        prev: KeyValue | None,
+    ) -> int:
+        """Append ``kv``'s change to the log, bump the counter and compact when due;
+        runs inside the write's transaction. Returns the compaction point after it."""
+        conn.execute(
+            "INSERT INTO log (revision, key, type, value, create_revision, prev_value,"
+            " prev_mod_revision) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                kv.mod_revision,
+                kv.key,
+                kind.value,
+                kv.value,
+                kv.create_revision,
+                None if prev is None else prev.value,
+                None if prev is None else prev.mod_revision,
+            ),
+        )
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (kv.mod_revision,))
+        if kv.mod_revision - self._compact_revision <= self.retain_revisions + self._compact_batch:
+            return self._compact_revision
+        upto = kv.mod_revision - self.retain_revisions
+        conn.execute("DELETE FROM log WHERE revision <= ?", (upto,))
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'compact_revision'", (upto,))
+        return upto
+
+    @staticmethod
+    def _current(conn: sqlite3.Connection, key: str) -> KeyValue | None:
+        row = conn.execute(
+            "SELECT value, create_revision, mod_revision FROM kv WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        return KeyValue(key, bytes(row[0]), int(row[1]), int(row[2]))
+
+    # -- transactions (worker thread) --------------------------------------------------
+
+    def _create_tx(self, conn: sqlite3.Connection, key: str, value: bytes) -> KeyValue:
+        revision = self._revision + 1
+        kv = KeyValue(key, value, revision, revision)
+        with self._transaction(conn):
+            if self._current(conn, key) is not None:
+                raise KeyExists(key)
+            conn.execute(
+                "INSERT INTO kv (key, value, create_revision, mod_revision) VALUES (?, ?, ?, ?)",
+                (key, value, revision, revision),
+            )
+            compacted = self._record(conn, EventType.PUT, kv, None)
+        self._committed(revision, compacted)
+        return kv
+
+    def _update_tx(
+        self, conn: sqlite3.Connection, key: str, value: bytes, expected: int
+    ) -> KeyValue:
+        revision = self._revision + 1
+        with self._transaction(conn):
+            prev = self._current(conn, key)
+            if prev is None:
+                raise KeyNotFound(key)
+            if prev.mod_revision != expected:
+                raise Conflict(key, expected, prev.mod_revision)
+            kv = KeyValue(key, value, prev.create_revision, revision)
+            conn.execute(
+                "UPDATE kv SET value = ?, mod_revision = ? WHERE key = ?", (value, revision, key)
+            )
+            compacted = self._record(conn, EventType.PUT, kv, prev)
+        self._committed(revision, compacted)
+        return kv
+
+    def _delete_tx(self, conn: sqlite3.Connection, key: str, expected: int | None) -> KeyValue:
+        revision = self._revision + 1
+        with self._transaction(conn):
+            prev = self._current(conn, key)
+            if prev is None:
+                raise KeyNotFound(key)
+            if expected is not None and prev.mod_revision != expected:
+                raise Conflict(key, expected, prev.mod_revision)
+            kv = KeyValue(key, prev.value, prev.create_revision, revision)
+            conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+            compacted = self._record(conn, EventType.DELETE, kv, prev)
+        self._committed(revision, compacted)
+        return kv
+
+    def _committed(self, revision: int, compact_revision: int) -> None:
+        self._revision = revision
+        self._compact_revision = compact_revision
+
+    def _list_tx(self, conn: sqlite3.Connection, prefix: str) -> tuple[list[KeyValue], int]:
+        where, args = _prefix_clause(prefix)
+        rows = conn.execute(
+            "SELECT key, value, create_revision, mod_revision FROM kv"
+            f" WHERE {where} ORDER BY key",
+            args,
+        ).fetchall()
+        items = [KeyValue(str(r[0]), bytes(r[1]), int(r[2]), int(r[3])) for r in rows]
+        return items, self._revision
+
+    def _log_tx(
+        self, conn: sqlite3.Connection, prefix: str, after: int, limit: int
+    ) -> tuple[list[WatchEvent], int]:
+        """Events under ``prefix`` after revision ``after`` (at most ``limit``) and the
+        revision the log was scanned up to (the next read starts after it)."""
+        if after < self._compact_revision:
+            raise Compacted(after, self._compact_revision)
+        where, args = _prefix_clause(prefix)
+        rows = conn.execute(
+            "SELECT revision, key, type, value, create_revision, prev_value, prev_mod_revision"
+            f" FROM log WHERE revision > ? AND {where} ORDER BY revision LIMIT ?",
+            (after, *args, limit),
+        ).fetchall()
+        events: list[WatchEvent] = []
+        for revision, key, kind, value, create_rev, prev_value, prev_mod in rows:
+            kv = KeyValue(str(key), bytes(value), int(create_rev), int(revision))
+            prev = (
+                None
+                if prev_value is None
+                else KeyValue(str(key), bytes(prev_value), int(create_rev), int(prev_mod))
+            )
+            events.append(WatchEvent(EventType(kind), kv, prev))
+        scanned = events[-1].revision if len(events) == limit else max(after, self._revision)
+        return events, scanned
+
+    # -- the Store protocol --------------------------------------------------------------
+
+    async def get(self, key: str) -> KeyValue | None:
+        return await self._run(lambda conn: self._current(conn, key))
+
+    async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+        return await self._run(lambda conn: self._list_tx(conn, prefix))
+
+    async def revision(self) -> int:
+        return await self._run(lambda conn: self._revision)
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        data = bytes(value)
+        return await self._run(lambda conn: self._create_tx(conn, key, data), write=True)
+
+    async def update(self, key: str, value: bytes, expected_revision: int) -> KeyValue:
+        data = bytes(value)
+        return await self._run(
+            lambda conn: self._update_tx(conn, key, data, expected_revision), write=True
+        )
+
+    async def delete(self, key: str, expected_revision: int | None = None) -> KeyValue:
+        return await self._run(
+            lambda conn: self._delete_tx(conn, key, expected_revision), write=True
+        )
+
+    async def compact(self, revision: int) -> None:
+        """Drop change history before ``revision``, as etcd's compaction does: a watch
+        from ``revision - 1`` or later still works, one from before raises
+        :class:`Compacted`. Compaction also happens by itself past ``retain_revisions``."""
+        await self._run(lambda conn: self._compact_tx(conn, revision))
+
+    def _compact_tx(self, conn: sqlite3.Connection, revision: int) -> None:
+        upto = min(revision - 1, self._revision)
+        if upto <= self._compact_revision:
+            return
+        with self._transaction(conn):
+            conn.execute("DELETE FROM log WHERE revision <= ?", (upto,))
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'compact_revision'", (upto,))
+        self._compact_revision = upto
+
+    @asynccontextmanager
+    async def watch(self, prefix: str, revision: int) -> AsyncIterator[AsyncIterator[WatchEvent]]:
+        """Changes under ``prefix`` after ``revision``, read from the change log.
+
+        The iterator raises :class:`Compacted` when history after ``revision`` is gone
+        and :class:`StoreUnavailable` once the store is closed. A slow consumer misses
+        nothing: events wait in the log, not in a buffer."""
+        events = self._follow(prefix, max(0, revision))
+        self._watches += 1
+        try:
+            yield events
+        finally:
+            self._watches -= 1
+            await events.aclose()
+
+    async def _follow(self, prefix: str, revision: int) -> AsyncGenerator[WatchEvent, None]:
+        position = revision
+        while True:
+            # Taken before reading, so a commit after the read still wakes this watcher.
+            changed = self._changed
+            if self._closed:
+                raise StoreUnavailable(f"store {self.path} is closed")
+            batch, scanned = await self._run(
+                partial(self._log_tx, prefix=prefix, after=position, limit=WATCH_BATCH)
+            )
+            for event in batch:
+                yield event
+            position = scanned
+            if len(batch) < WATCH_BATCH:
+                await changed.wait()
+
+    async def aclose(self) -> None:
+        """Close the file; open watches end with :class:`StoreUnavailable`. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._notify()
+        with trio.CancelScope(shield=True):
+            async with self._lock:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    await trio.to_thread.run_sync(conn.close)

@@ -1,0 +1,246 @@
+"""store_sqlite beyond the shared contract: durability, compaction, wake-up latency,
+exclusive use of the file, and loading through kubecore's plugin machinery."""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from kubecore_store_sqlite import SqliteStore
+from kubecore_store_sqlite.store import prefix_end
+
+from kubecore import kernel, plugins
+from kubecore.config import ConfigError
+from kubecore.store import Compacted, EventType, KeyValue, StoreUnavailable, WatchEvent
+
+TIMEOUT = 10.0
+
+
+async def take(events: AsyncIterator[WatchEvent], n: int) -> list[WatchEvent]:
+    with trio.fail_after(TIMEOUT):
+        return [await anext(events) for _ in range(n)]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "store.sqlite3"
+
+
+async def test_state_and_revision_survive_reopening(db: Path) -> None:
+    store = SqliteStore(db)
+    a = await store.create("/registry/pods/default/a", b"a1")
+    b = await store.create("/registry/pods/default/b", b"b1")
+    a2 = await store.update(a.key, b"a2", a.mod_revision)
+    await store.delete(b.key)
+    await store.aclose()
+
+    reopened = SqliteStore(db)
+    try:
+        assert await reopened.revision() == 4
+        assert await reopened.get(a.key) == a2
+        assert await reopened.get(b.key) is None
+        items, revision = await reopened.list("/registry/")
+        assert (items, revision) == ([a2], 4)
+        c = await reopened.create("/registry/pods/default/c", b"c1")
+        assert c.mod_revision == 5  # the counter continues, never restarts
+        # History from before the restart is still there for watches.
+        async with reopened.watch("/registry/", 0) as events:
+            got = await take(events, 5)
+        assert [(e.type, e.kv.key, e.revision) for e in got] == [
+            (EventType.PUT, a.key, 1),
+            (EventType.PUT, b.key, 2),
+            (EventType.PUT, a.key, 3),
+            (EventType.DELETE, b.key, 4),
+            (EventType.PUT, c.key, 5),
+        ]
+    finally:
+        await reopened.aclose()
+
+
+async def test_nothing_is_created_until_first_use(db: Path) -> None:
+    store = SqliteStore(db)
+    assert not await trio.Path(db).exists()
+    assert await store.revision() == 0
+    assert await trio.Path(db).exists()
+    await store.aclose()
+
+
+async def test_history_beyond_retention_is_compacted(db: Path) -> None:
+    store = SqliteStore(db, retain_revisions=5)
+    try:
+        written = [await store.create(f"/k/{i:02d}", b"x") for i in range(30)]
+        current = written[-1].mod_revision
+        assert current - store.compact_revision <= 5 + 1  # retention plus one batch
+        async with store.watch("/k/", 0) as events:
+            with pytest.raises(Compacted) as info:
+                await take(events, 1)
+        assert info.value.requested == 0
+        assert info.value.compact_revision == store.compact_revision
+        # The retained tail is complete.
+        async with store.watch("/k/", current - 5) as events:
+            got = await take(events, 5)
+        assert [e.kv for e in got] == written[-5:]
+    finally:
+        await store.aclose()
+    with sqlite3.connect(db) as conn:
+        (rows,) = conn.execute("SELECT COUNT(*) FROM log").fetchone()
+        (oldest,) = conn.execute("SELECT MIN(revision) FROM log").fetchone()
+    assert rows <= 6 and oldest > current - 6
+
+
+async def test_compaction_survives_reopening(db: Path) -> None:
+    store = SqliteStore(db)
+    written = [await store.create(f"/k/{i}", b"x") for i in range(6)]
+    await store.compact(written[3].mod_revision)
+    await store.aclose()
+    reopened = SqliteStore(db)
+    try:
+        async with reopened.watch("/k/", 0) as events:
+            with pytest.raises(Compacted):
+                await take(events, 1)
+        async with reopened.watch("/k/", written[2].mod_revision) as events:
+            assert [e.kv for e in await take(events, 3)] == written[3:]
+    finally:
+        await reopened.aclose()
+
+
+async def test_watch_on_a_quiet_prefix_keeps_up_with_compaction(db: Path) -> None:
+    """A watcher whose prefix sees no writes still advances past compacted history."""
+    store = SqliteStore(db, retain_revisions=5)
+    try:
+        async with store.watch("/quiet/", 0) as events, trio.open_nursery() as nursery:
+            got: list[WatchEvent] = []
+
+            async def consume() -> None:
+                got.extend(await take(events, 1))
+
+            nursery.start_soon(consume)
+            for i in range(40):
+                await store.create(f"/busy/{i}", b"x")
+                await trio.testing.wait_all_tasks_blocked()
+            assert store.compact_revision > 20
+            mine = await store.create("/quiet/one", b"1")
+        assert [e.kv for e in got] == [mine]
+    finally:
+        await store.aclose()
+
+
+async def test_watch_wakes_within_milliseconds_of_a_write(db: Path) -> None:
+    store = SqliteStore(db, synchronous="normal")
+    delays: list[float] = []
+    try:
+        async with store.watch("/w/", await store.revision()) as events:
+
+            async def consume(received: trio.Event) -> None:
+                await anext(events)
+                received.set()
+
+            for i in range(30):
+                received = trio.Event()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(consume, received)
+                    await trio.testing.wait_all_tasks_blocked()
+                    await store.create(f"/w/{i}", b"x")
+                    written_at = time.perf_counter()
+                    with trio.fail_after(TIMEOUT):
+                        await received.wait()
+                    delays.append(time.perf_counter() - written_at)
+    finally:
+        await store.aclose()
+    # A polling watcher would show its poll interval here.
+    assert statistics.median(delays) < 0.01, delays
+    assert max(delays) < 0.1, delays
+
+
+async def test_an_idle_watch_does_not_touch_the_database(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(db)
+    reads = 0
+    original = store._log_tx
+
+    def counting(*args: object, **kwargs: object) -> tuple[list[WatchEvent], int]:
+        nonlocal reads
+        reads += 1
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "_log_tx", counting)
+    try:
+        async with store.watch("/idle/", 0) as events, trio.open_nursery() as nursery:
+            await store.create("/idle/first", b"1")
+            await take(events, 1)  # the watcher has read the log and caught up
+            nursery.start_soon(take, events, 1)
+            await trio.testing.wait_all_tasks_blocked()
+            before = reads
+            # Every task stays blocked for this long only if nothing wakes to poll.
+            await trio.testing.wait_all_tasks_blocked(cushion=0.3)
+            assert reads == before
+            await store.create("/idle/x", b"1")
+    finally:
+        await store.aclose()
+
+
+async def test_a_second_user_of_the_file_is_refused(db: Path) -> None:
+    first = SqliteStore(db)
+    await first.create("/a", b"1")
+    second = SqliteStore(db, busy_timeout=0.2)
+    try:
+        with pytest.raises(StoreUnavailable, match="another process"):
+            await second.get("/a")
+    finally:
+        await second.aclose()
+        await first.aclose()
+    # Once the first one is closed, the file opens again.
+    third = SqliteStore(db)
+    try:
+        assert await third.get("/a") == KeyValue("/a", b"1", 1, 1)
+    finally:
+        await third.aclose()
+
+
+def test_prefix_end() -> None:
+    assert prefix_end("") is None
+    assert prefix_end("/registry/pods/") == "/registry/pods0"
+    assert prefix_end("a\U0010ffff") == "b"
+    assert prefix_end("\U0010ffff") is None
+    assert prefix_end("a\ud7ff") == "a\ue000"
+
+
+# -- as a kubecore plugin --------------------------------------------------------------
+
+
+def test_plugin_default_path_is_in_the_data_dir(tmp_path: Path) -> None:
+    loaded = plugins.load(["store_sqlite"])
+    ctx = kernel.prepare({"kubecore": {"data_dir": str(tmp_path)}}, loaded)
+    store = ctx.hook.kubecore_store(ctx=ctx)
+    assert isinstance(store, SqliteStore)
+    assert store.path == tmp_path / "store.sqlite3"
+    assert store.retain_revisions == 10000
+
+
+def test_plugin_config_keys(tmp_path: Path) -> None:
+    loaded = plugins.load(["store_sqlite"])
+    raw = {"store_sqlite": {"path": str(tmp_path / "x.db"), "retain_revisions": 50}}
+    ctx = kernel.prepare(raw, loaded)
+    store = ctx.hook.kubecore_store(ctx=ctx)
+    assert (store.path, store.retain_revisions) == (tmp_path / "x.db", 50)
+    with pytest.raises(ConfigError, match=r"store_sqlite\.retain_revisions"):
+        kernel.prepare({"store_sqlite": {"retain_revisions": 0}}, loaded)
+    with pytest.raises(ConfigError, match=r"store_sqlite\.nope: unknown key"):
+        kernel.prepare({"store_sqlite": {"nope": 1}}, loaded)
+
+
+@pytest.mark.parametrize(
+    "selection", [["store_sqlite", "store_etcd"], ["store_etcd", "store_sqlite"]]
+)
+def test_an_explicitly_loaded_etcd_store_wins(tmp_path: Path, selection: list[str]) -> None:
+    loaded = plugins.load(selection)
+    ctx = kernel.prepare({"kubecore": {"data_dir": str(tmp_path)}}, loaded)
+    store = ctx.hook.kubecore_store(ctx=ctx)
+    assert store.name == "store_etcd"  # constructing it does not connect
