@@ -22,7 +22,7 @@ run: install
 	$(BIN)/kubecore run $(ARGS)
 
 lint: install
-	$(BIN)/ruff check kubecore plugins tests examples bench
+	$(BIN)/ruff check $(wildcard kubecore plugins tests examples bench)
 
 typecheck: install
 	$(BIN)/mypy kubecore $(foreach dir,$(PLUGIN_DIRS),$(wildcard $(dir)/kubecore_*))
