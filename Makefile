@@ -25,7 +25,7 @@ lint: install
 	$(BIN)/ruff check $(wildcard kubecore plugins tests examples bench)
 
 typecheck: install
-	$(BIN)/mypy kubecore $(foreach dir,$(PLUGIN_DIRS),$(wildcard $(dir)/kubecore_*))
+	$(BIN)/mypy kubecore $(wildcard bench) $(foreach dir,$(PLUGIN_DIRS),$(wildcard $(dir)/kubecore_*))
 
 # pytest exits 5 when it collected nothing: a test run that tests nothing is a failure.
 pytest: install
