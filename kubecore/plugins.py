@@ -49,6 +49,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 #: Modules of kubecore itself registered as plugins in every run (name -> module).
 BUILTIN_PLUGINS: dict[str, str] = {
     "apiserver": "kubecore.apiserver.plugin",
+    "kubelet": "kubecore.kubelet.plugin",
 }
 
 

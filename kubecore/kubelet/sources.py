@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
     from kubecore.api import BoundPod, InvalidObject
 
 
@@ -45,4 +47,14 @@ class ManifestSource(Protocol):
         While the origin is unreachable the iterator yields nothing and retries, so the
         last good snapshot stays in force; it ends only when cancelled.
         """
+        ...
+
+
+@runtime_checkable
+class RouteProvider(Protocol):
+    """Optional: a source that receives manifests over HTTP exposes Starlette routes,
+    which the kubelet mounts on its own server (v0.5's ``POST /container``)."""
+
+    def routes(self) -> Sequence[BaseRoute]:
+        """The routes to mount; called once when the kubelet's server starts."""
         ...

@@ -7,13 +7,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kubecore.plugins import DEFAULT_PLUGINS, installed_names
+from kubecore.plugins import BUILTIN_PLUGINS, DEFAULT_PLUGINS, installed_names
 from tests.processes import KubecoreProcess, run_kubecore
 
 
 def test_all_in_one_on_embedded_defaults(tmp_path: Path) -> None:
     args = ["run", "--data-dir", str(tmp_path), "--log-format", "json",
-            "--set", "apiserver.port=0"]
+            "--set", "apiserver.port=0", "--set", "kubelet.port=0"]
     with KubecoreProcess(args) as proc:
         starting = proc.wait_event("starting")
         url = proc.wait_event("listening", logger="kubecore.apiserver")["url"]
@@ -21,7 +21,7 @@ def test_all_in_one_on_embedded_defaults(tmp_path: Path) -> None:
         assert httpx.get(f"{url}/healthz").text == "ok"
         assert proc.stop() == 0
     expected = [name for name in DEFAULT_PLUGINS if name in installed_names()]
-    assert starting["plugins"] == ["apiserver", *expected]
+    assert starting["plugins"] == [*BUILTIN_PLUGINS, *expected]
     assert starting["role"] == "all"
     assert starting["store"] == "store_sqlite"
     assert "Traceback" not in proc.output
