@@ -11,6 +11,8 @@ Every name a runtime gives out (sandbox ids, container ids) must let a restarted
 find and adopt what is already running: runtimes label or record the pod's full name,
 uid, container name and spec hash with each container, and a new runtime instance on
 the same backend lists (with the same ids) and can stop what an earlier one started.
+Runtimes of different nodes sharing one backend keep apart: each lists and touches only
+its own node's containers.
 
 Errors: an operation that fails for one pod or container raises :class:`ContainerError`
 with a short CamelCase ``reason`` (see :class:`ContainerReason`) and a message a person
@@ -67,6 +69,14 @@ class ContainerReason:
     EXEC_TIMEOUT: Final = "ExecTimeout"
     #: ``exec_in_container`` could not start the command.
     EXEC_FAILED: Final = "ExecFailed"
+    #: The image is not on the node and cannot be found (PullNever, or the registry says so).
+    IMAGE_NOT_FOUND: Final = "ImageNotFound"
+    #: The image is not on the node and pulling it failed or timed out.
+    IMAGE_PULL_FAILED: Final = "ImagePullFailed"
+    #: Killed for exceeding its memory limit.
+    OOM_KILLED: Final = "OOMKilled"
+    #: The runtime's backend (a daemon) does not answer: the node's trouble, not the pod's.
+    UNAVAILABLE: Final = "RuntimeUnavailable"
 
 
 @dataclass(frozen=True)
@@ -235,7 +245,9 @@ class Runtime(Protocol):
         timeout: float,  # noqa: ASYNC109
     ) -> tuple[int, bytes]:
         """Run ``command`` inside a running container (its filesystem view, working
-        directory and environment) and return its exit code and combined output.
+        directory and environment) and return its exit code and combined output (each
+        stream in its own order; lines written to stdout and stderr within a moment of
+        each other may interleave either way).
 
         Raises :class:`ContainerError`: ``ContainerNotFound``, ``ContainerNotRunning``,
         ``ExecFailed`` (could not start it) or ``ExecTimeout`` (still running after
@@ -245,7 +257,9 @@ class Runtime(Protocol):
 
     async def container_logs(self, container_id: str, tail: int | None = None) -> bytes:
         """The container's stdout and stderr as written, the last ``tail`` lines when
-        given. Works for exited containers until they are removed; an unknown id raises
+        given (each stream in its own order: a backend that reads the two through
+        separate pipes, as Docker does, may swap lines written a moment apart). Works
+        for exited containers until they are removed; an unknown id raises
         :class:`ContainerError` (``ContainerNotFound``)."""
         ...
 

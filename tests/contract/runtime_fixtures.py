@@ -97,13 +97,57 @@ async def exec_harness(
     )
 
 
-#: Runtime kind -> harness factory. A Docker runtime adds "docker" here.
+#: The infra container's command in the busybox test image (its own CMD is ``sh``).
+DOCKER_INFRA_COMMAND = ["sleep", "2147483647"]
+
+
+@asynccontextmanager
+async def docker_harness(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[RuntimeHarness]:
+    """The Docker runtime on the local daemon, with the busybox test image as both the
+    containers' and the infra image. Each test gets a node label of its own, so it sees
+    only its own containers; the test labels let the session remove leftovers."""
+    from kubecore_runtime_docker import DockerRuntime
+
+    image: str = request.getfixturevalue("busybox_image")  # skips (or fails in CI)
+    labels: dict[str, str] = request.getfixturevalue("docker_labels")
+    node = f"contract-{uuid.uuid4().hex[:12]}"
+    root = tmp_path / "docker"
+
+    def listen(port: int) -> list[str]:
+        return ["httpd", "-f", "-p", str(port), "-h", "/www"]
+
+    yield RuntimeHarness(
+        kind="docker",
+        image=image,
+        factory=lambda: DockerRuntime(
+            node=node,
+            root=root,
+            infra_image=image,
+            infra_command=DOCKER_INFRA_COMMAND,
+            labels=labels,
+        ),
+        listen_command=listen,
+    )
+
+
+#: Runtime kind -> harness factory.
 HARNESSES: dict[str, HarnessFactory] = {
     "exec": exec_harness,
+    "docker": docker_harness,
+}
+
+#: Marks of a harness's runs (``-m "not docker"`` leaves out the Docker ones).
+HARNESS_MARKS: dict[str, tuple[pytest.MarkDecorator, ...]] = {
+    "docker": (pytest.mark.docker,),
 }
 
 
-@pytest.fixture(name="runtime_harness", params=sorted(HARNESSES))
+@pytest.fixture(
+    name="runtime_harness",
+    params=[pytest.param(kind, marks=HARNESS_MARKS.get(kind, ())) for kind in sorted(HARNESSES)],
+)
 async def runtime_harness_fixture(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[RuntimeHarness]:

@@ -98,7 +98,9 @@ async def test_running_container_is_listed_with_its_hash(
 async def test_logs_hold_stdout_and_stderr(
     runtime: Runtime, runtime_harness: RuntimeHarness
 ) -> None:
-    script = "echo first; echo second >&2; echo third"
+    # Docker reads stdout and stderr through separate pipes: only lines apart in time
+    # keep their order across the two streams.
+    script = "echo first; echo second >&2; sleep 0.2; echo third"
     bound = pod(container("talk", ["sh", "-c", script], image=runtime_harness.image))
     _, [started] = await run_pod(runtime, bound)
     await wait_exited(runtime, started.id)
@@ -342,7 +344,8 @@ async def test_exec_in_container(runtime: Runtime, runtime_harness: RuntimeHarne
     _, [main, gone] = await run_pod(runtime, bound)
 
     code, output = await runtime.exec_in_container(
-        main.id, ["sh", "-c", 'echo "$GREETING"; pwd; echo oops >&2; exit 4'], timeout=10
+        main.id, ["sh", "-c", 'echo "$GREETING"; pwd; sleep 0.2; echo oops >&2; exit 4'],
+        timeout=10,
     )
     assert code == 4
     assert output.splitlines() == [b"hi", b"/tmp", b"oops"]
