@@ -13,7 +13,7 @@ from tests.processes import KubecoreProcess, run_kubecore
 
 
 def master_args(tmp_path: Path, *extra: str) -> list[str]:
-    return ["run", "--role", "master", "--plugins", "", "--data-dir", str(tmp_path),
+    return ["run", "--role", "master", "--plugins", "store_sqlite", "--data-dir", str(tmp_path),
             "--log-format", "json", "--set", "apiserver.port=0", *extra]
 
 

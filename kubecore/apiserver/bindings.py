@@ -1,0 +1,288 @@
+"""Bindings and each host's list of pods (``BoundPods`` at the host key).
+
+Binding a pod to a host (v0.5's ``assignPod``, with a proper 409 where v0.5 answered
+500):
+
+1. compare-and-swap the pod's ``desiredState.host`` from "" to the host; a pod that
+   already has a host is a 409 Conflict, a missing pod a 404;
+2. build its BoundPod (id, uid, namespace, creationTimestamp, selfLink, and a spec whose
+   containers get every service's environment variables appended, see
+   :mod:`~kubecore.apiserver.envvars`);
+3. compare-and-swap it into the host's ``BoundPods`` (created when absent), refusing a
+   hostPort another pod on that host already uses (409 Conflict);
+4. if 2 or 3 fails, the pod's host is set back to "".
+
+The host list is also kept current when a bound pod is deleted (its entry is removed)
+or its images are updated (its entry's images are rewritten).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+import trio
+from pydantic import ValidationError
+
+from kubecore.api import (
+    API_VERSION,
+    DEFAULT_NAMESPACE,
+    Binding,
+    BoundPod,
+    BoundPods,
+    Cause,
+    Pod,
+    PodSpec,
+    Reason,
+    Service,
+    Status,
+    validate_binding,
+)
+from kubecore.apiserver import errors
+from kubecore.apiserver.envvars import service_env
+from kubecore.apiserver.keys import host_key
+from kubecore.apiserver.resources import PODS, SERVICES
+from kubecore.apiserver.stored import encode_stored
+from kubecore.apiserver.strategy import ensure
+from kubecore.log import get_logger
+from kubecore.store import Conflict, KeyExists, KeyNotFound
+
+if TYPE_CHECKING:
+    from kubecore.apiserver.registry import Registry
+
+log = get_logger("kubecore.apiserver")
+
+MAX_RETRIES = 20
+
+
+def _binding_causes(binding: Binding) -> list[Cause]:
+    causes = validate_binding(binding)
+    for field, value in (("podID", binding.pod_id), ("host", binding.host)):
+        if "/" in value or value in (".", "..") or value != value.strip():
+            causes.append(Cause(Reason.INVALID, f"invalid value {value!r}: must not contain "
+                                "'/' or spaces, or be '.' or '..'", field))
+    return causes
+
+
+async def bind(registry: Registry, binding: Binding, namespace: str | None) -> Status:
+    """Assign ``binding.pod_id`` (in ``namespace``) to ``binding.host``; see the module
+    docstring. Answers ``Status`` Success."""
+    if namespace and binding.namespace and binding.namespace != namespace:
+        raise errors.StatusError(409, errors.CONFLICT,
+                                 f"the namespace of the binding ({binding.namespace!r}) does "
+                                 f"not match the namespace of the request ({namespace!r})")
+    ns = namespace or binding.namespace or DEFAULT_NAMESPACE
+    ensure(binding, _binding_causes(binding))
+    pod = await _assign(registry, ns, binding.pod_id, binding.host)
+    try:
+        services, _ = await registry.list_raw(SERVICES.name)
+        bound = bound_pod(pod, [cast(Service, s) for s in services])
+        await add_bound_pod(registry, binding.host, bound)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            try:
+                await _unassign(registry, ns, binding.pod_id, binding.host)
+            except Exception as exc:  # the original error is the one to report
+                log.error("could not reset the host of a pod whose binding failed",
+                          pod=binding.pod_id, namespace=ns, error=str(exc))
+        raise
+    await _drop_if_gone(registry, ns, binding.pod_id, binding.host)
+    log.info("pod bound", pod=binding.pod_id, namespace=ns, host=binding.host)
+    return errors.success("binding", binding.pod_id)
+
+
+async def _assign(registry: Registry, namespace: str, pod_id: str, host: str) -> Pod:
+    key = PODS.key(namespace, pod_id)
+    for _ in range(MAX_RETRIES):
+        kv = await registry.store.get(key)
+        if kv is None:
+            raise errors.not_found("Pod", pod_id)
+        pod = registry.read(PODS, kv)
+        if not isinstance(pod, Pod):
+            raise errors.StatusError(500, errors.INTERNAL_ERROR,
+                                     f"the stored value at {key} is not a valid Pod")
+        if pod.desired_state.host:
+            raise errors.StatusError(
+                409, errors.CONFLICT,
+                f'pod "{pod_id}" is already assigned to host "{pod.desired_state.host}"',
+                kind="pod", id=pod_id)
+        assigned = _with_host(pod, host)
+        try:
+            await registry.store.update(key, encode_stored(assigned), kv.mod_revision)
+        except Conflict:
+            continue  # changed meanwhile (a status update, another binding): look again
+        except KeyNotFound:
+            raise errors.not_found("Pod", pod_id) from None
+        return assigned
+    raise errors.conflict("Pod", pod_id, "too many concurrent writers; retry")
+
+
+async def _unassign(registry: Registry, namespace: str, pod_id: str, host: str) -> None:
+    key = PODS.key(namespace, pod_id)
+    for _ in range(MAX_RETRIES):
+        kv = await registry.store.get(key)
+        pod = registry.read(PODS, kv) if kv is not None else None
+        if kv is None or not isinstance(pod, Pod) or pod.desired_state.host != host:
+            return
+        try:
+            await registry.store.update(key, encode_stored(_with_host(pod, "")), kv.mod_revision)
+        except Conflict:
+            continue
+        except KeyNotFound:
+            return
+        return
+
+
+async def _drop_if_gone(registry: Registry, namespace: str, pod_id: str, host: str) -> None:
+    """Undo the host list entry of a pod deleted (or reset) while it was being bound: its
+    delete may have looked at the host list before the entry was added."""
+    kv = await registry.store.get(PODS.key(namespace, pod_id))
+    pod = registry.read(PODS, kv) if kv is not None else None
+    if not isinstance(pod, Pod) or pod.desired_state.host != host:
+        await remove_bound_pod(registry, host, namespace, pod_id)
+
+
+def _with_host(pod: Pod, host: str) -> Pod:
+    return pod.model_copy(update={
+        "desired_state": pod.desired_state.model_copy(update={"host": host})
+    })
+
+
+def bound_pod(pod: Pod, services: list[Service]) -> BoundPod:
+    """What the host's kubelet receives for ``pod``: no labels; containers with every
+    service's variables appended to their environment."""
+    manifest = pod.desired_state.manifest
+    env = service_env(services)
+    containers = [
+        container.model_copy(update={"env": [*container.env, *env]}, deep=True)
+        for container in manifest.containers
+    ]
+    return BoundPod(
+        id=pod.id,
+        uid=pod.uid,
+        namespace=pod.namespace or DEFAULT_NAMESPACE,
+        creation_timestamp=pod.creation_timestamp,
+        self_link=f"/api/v1beta1/boundPods/{pod.id}",
+        spec=PodSpec(
+            volumes=[v.model_copy(deep=True) for v in manifest.volumes],
+            containers=containers,
+            restart_policy=manifest.restart_policy.model_copy(deep=True),
+        ),
+    )
+
+
+def _host_ports(pod: BoundPod) -> set[int]:
+    return {port.host_port for c in pod.spec.containers for port in c.ports if port.host_port}
+
+
+def _same(pod: BoundPod, namespace: str, id: str) -> bool:
+    return pod.id == id and (pod.namespace or DEFAULT_NAMESPACE) == namespace
+
+
+def _decode_host_list(key: str, value: bytes) -> BoundPods:
+    try:
+        return BoundPods.model_validate_json(value)
+    except (ValidationError, ValueError):
+        raise errors.StatusError(500, errors.INTERNAL_ERROR,
+                                 f"the value at {key} is not a BoundPods object") from None
+
+
+def _encode_host_list(pods: BoundPods) -> bytes:
+    listed = pods.model_copy(update={"kind": BoundPods.KIND, "api_version": API_VERSION})
+    return listed.model_dump_json(by_alias=True, exclude_unset=True,
+                                  exclude={"resource_version"}).encode()
+
+
+async def _edit_host_list(
+    registry: Registry,
+    host: str,
+    edit: Callable[[list[BoundPod]], list[BoundPod] | None],
+    *,
+    create: bool,
+) -> None:
+    """Compare-and-swap the host's list through ``edit`` (which returns the new items, or
+    ``None`` for "no change"); an absent list is created only when ``create``."""
+    key = host_key(registry.host_key, host)
+    for _ in range(MAX_RETRIES):
+        kv = await registry.store.get(key)
+        if kv is None:
+            if not create:
+                return
+            items = edit([])
+            if items is None:
+                return
+            try:
+                await registry.store.create(key, _encode_host_list(
+                    BoundPods(host=host, items=items)))
+            except KeyExists:
+                continue
+            return
+        current = _decode_host_list(key, kv.value)
+        items = edit(list(current.items))
+        if items is None:
+            return
+        updated = current.model_copy(update={"host": host, "items": items})
+        try:
+            await registry.store.update(key, _encode_host_list(updated), kv.mod_revision)
+        except (Conflict, KeyNotFound):
+            continue
+        return
+    raise errors.StatusError(409, errors.CONFLICT,
+                             f"the pod list of host {host!r} is changing too fast; retry")
+
+
+async def add_bound_pod(registry: Registry, host: str, pod: BoundPod) -> None:
+    """Put ``pod`` in ``host``'s list (replacing a stale entry of the same pod); a
+    hostPort already used there by another pod is a 409 Conflict."""
+    namespace = pod.namespace or DEFAULT_NAMESPACE
+    wanted = _host_ports(pod)
+
+    def edit(items: list[BoundPod]) -> list[BoundPod]:
+        others = [item for item in items if not _same(item, namespace, pod.id)]
+        for other in others:
+            clash = sorted(wanted & _host_ports(other))
+            if clash:
+                raise errors.StatusError(
+                    409, errors.CONFLICT,
+                    f'pod "{pod.id}" cannot be bound to host "{host}": host port '
+                    f'{clash[0]} is already used there by pod "{other.id}"',
+                    kind="pod", id=pod.id)
+        return [*others, pod]
+
+    await _edit_host_list(registry, host, edit, create=True)
+
+
+async def remove_bound_pod(registry: Registry, host: str, namespace: str, id: str) -> None:
+    """Take pod ``id`` out of ``host``'s list (nothing happens if it is not there)."""
+
+    def edit(items: list[BoundPod]) -> list[BoundPod] | None:
+        kept = [item for item in items if not _same(item, namespace, id)]
+        return kept if len(kept) != len(items) else None
+
+    await _edit_host_list(registry, host, edit, create=False)
+
+
+async def rewrite_images(registry: Registry, host: str, pod: Pod) -> None:
+    """Give ``pod``'s entry in ``host``'s list the images of its (updated) manifest."""
+    namespace = pod.namespace or DEFAULT_NAMESPACE
+    images = {c.name: c.image for c in pod.desired_state.manifest.containers}
+
+    def edit(items: list[BoundPod]) -> list[BoundPod] | None:
+        changed = False
+        result = []
+        for item in items:
+            if _same(item, namespace, pod.id):
+                containers = []
+                for container in item.spec.containers:
+                    image = images.get(container.name, container.image)
+                    if image != container.image:
+                        container = container.model_copy(update={"image": image})
+                        changed = True
+                    containers.append(container)
+                item = item.model_copy(update={
+                    "spec": item.spec.model_copy(update={"containers": containers})
+                })
+            result.append(item)
+        return result if changed else None
+
+    await _edit_host_list(registry, host, edit, create=False)

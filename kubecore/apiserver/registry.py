@@ -1,0 +1,361 @@
+"""Objects <-> store: list, get, create, update (compare-and-swap), delete, bind, watch.
+
+Contract:
+- Values are stored as v1beta1 JSON without ``resourceVersion`` or ``selfLink``; every
+  object read back carries ``kind``, ``apiVersion``, ``selfLink`` and
+  ``resourceVersion`` = the key's ``mod_revision`` (never the body's). Lists carry the
+  store revision they were read at, from which a watch misses nothing.
+- Namespaces: a list or watch without a namespace spans all of them; the other verbs
+  default to ``default``. A body whose namespace differs from an explicit ``?namespace``
+  is a 409 Conflict; without one, the body's namespace (else ``default``) is used.
+- Updates are compare-and-swap on the body's ``resourceVersion``: missing or 0 on an
+  existing object, or stale, is a 409 Conflict; an update of a missing object is a 404.
+  Endpoints are upserts (no resourceVersion needed).
+- Errors are raised as :class:`~kubecore.apiserver.errors.StatusError` or
+  :class:`~kubecore.api.InvalidObject`; a store that cannot be reached raises
+  :class:`~kubecore.store.StoreUnavailable` (the HTTP layer answers 503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from kubecore.api import (
+    API_VERSION,
+    DEFAULT_NAMESPACE,
+    Binding,
+    MinionList,
+    Selector,
+    Status,
+    TypeMeta,
+)
+from kubecore.apiserver import bindings, errors
+from kubecore.apiserver.controllers import ControllerStrategy
+from kubecore.apiserver.endpoints import EndpointsStrategy
+from kubecore.apiserver.events import EventStrategy
+from kubecore.apiserver.keys import DEFAULT_HOST_KEY, check_host_key_template
+from kubecore.apiserver.minions import MinionStrategy
+from kubecore.apiserver.pods import PodStrategy
+from kubecore.apiserver.portals import DEFAULT_PORTAL_NET, PortalAllocator
+from kubecore.apiserver.resources import Resource
+from kubecore.apiserver.services import ServiceStrategy
+from kubecore.apiserver.stored import encode_stored
+from kubecore.apiserver.strategy import Strategy
+from kubecore.apiserver.watch import Watcher
+from kubecore.log import get_logger
+from kubecore.store import Conflict, KeyExists, KeyNotFound, KeyValue, Store
+
+log = get_logger("kubecore.apiserver")
+
+# Compare-and-swap loops (upserts, host lists) give up after this many lost races.
+MAX_RETRIES = 20
+
+
+class Registry:
+    """The apiserver's view of the store; one per server, safe to share between tasks.
+
+    ``portal_net``: where service portal IPs are allocated. ``host_key``: the key
+    template of each host's BoundPods (``{host}`` is replaced).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        portal_net: str = DEFAULT_PORTAL_NET,
+        host_key: str = DEFAULT_HOST_KEY,
+    ) -> None:
+        self.store = store
+        self.portals = PortalAllocator(portal_net)
+        self.host_key = check_host_key_template(host_key)
+        strategies: list[Strategy] = [
+            PodStrategy(self),
+            ServiceStrategy(self),
+            ControllerStrategy(self),
+            EndpointsStrategy(self),
+            MinionStrategy(self),
+            EventStrategy(self),
+        ]
+        self.strategies: dict[str, Strategy] = {s.resource.name: s for s in strategies}
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def strategy(self, name: str) -> Strategy:
+        """The strategy of resource ``name``; a StatusError 404 for an unknown one."""
+        strategy = self.strategies.get(name)
+        if strategy is None:
+            raise errors.StatusError(404, errors.NOT_FOUND, f"unknown resource {name!r}")
+        return strategy
+
+    def read(self, resource: Resource, kv: KeyValue) -> TypeMeta | None:
+        """The object stored in ``kv`` as a response carries it; ``None`` (logged) if the
+        stored value is not a valid object of the resource's kind."""
+        try:
+            obj = resource.model.model_validate_json(kv.value)
+        except (ValidationError, ValueError) as exc:
+            log.warning("skipping undecodable stored object", key=kv.key,
+                        error=str(exc).splitlines()[0])
+            return None
+        return obj.model_copy(update={
+            "kind": resource.kind,
+            "api_version": API_VERSION,
+            "self_link": resource.self_link(obj.id),
+            "resource_version": kv.mod_revision,
+        })
+
+    def _read_or_fail(self, resource: Resource, kv: KeyValue) -> TypeMeta:
+        obj = self.read(resource, kv)
+        if obj is None:
+            raise errors.StatusError(500, errors.INTERNAL_ERROR,
+                                     f"the stored value at {kv.key} is not a valid "
+                                     f"{resource.kind}")
+        return obj
+
+    def _resolve_namespace(
+        self, resource: Resource, obj: TypeMeta, namespace: str | None
+    ) -> TypeMeta:
+        if not resource.namespaced:
+            return obj
+        if namespace and obj.namespace and obj.namespace != namespace:
+            raise errors.StatusError(
+                409, errors.CONFLICT,
+                f"the namespace of the object ({obj.namespace!r}) does not match the "
+                f"namespace of the request ({namespace!r})",
+                kind=errors.kind_name(resource.kind), id=obj.id,
+            )
+        if not obj.namespace:
+            obj.namespace = namespace or DEFAULT_NAMESPACE
+        return obj
+
+    def _check_namespace(self, resource: Resource, obj: TypeMeta, namespace: str) -> None:
+        # Events share one key space; another namespace's event is not this one's.
+        if resource.namespaced and (obj.namespace or DEFAULT_NAMESPACE) != namespace:
+            raise errors.not_found(resource.kind, obj.id)
+
+    def _matcher(
+        self, strategy: Strategy, labels: Selector | None, fields: Selector | None
+    ) -> Callable[[TypeMeta], bool]:
+        resource = strategy.resource
+        label_sel = labels if labels is not None and not labels.empty else None
+        field_sel = fields if fields is not None and not fields.empty else None
+        for selector, policy, what in ((label_sel, resource.labels, "label"),
+                                       (field_sel, resource.fields, "field")):
+            if selector is not None and policy == "reject":
+                raise errors.bad_request(
+                    f"{resource.name} cannot be selected by {what} ({what}s={selector})"
+                )
+        if resource.labels == "ignore":
+            label_sel = None
+        if resource.fields == "ignore":
+            field_sel = None
+
+        def matches(obj: TypeMeta) -> bool:
+            if label_sel is not None and not label_sel.matches(strategy.labels(obj)):
+                return False
+            return field_sel is None or field_sel.matches(strategy.fields(obj))
+
+        return matches
+
+    async def store_create(self, resource: Resource, key: str, obj: TypeMeta) -> TypeMeta:
+        """Create ``key`` holding ``obj``; 409 AlreadyExists if it is there."""
+        try:
+            kv = await self.store.create(key, encode_stored(obj))
+        except KeyExists:
+            raise errors.already_exists(resource.kind, obj.id) from None
+        return self._read_or_fail(resource, kv)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def list_raw(
+        self, name: str, namespace: str | None = None
+    ) -> tuple[list[TypeMeta], int]:
+        """Every stored object of resource ``name`` (in ``namespace``, or all), not
+        decorated, and the revision of the read."""
+        resource = self.strategy(name).resource
+        kvs, revision = await self.store.list(resource.prefix(namespace))
+        objs = [obj for kv in kvs if (obj := self.read(resource, kv)) is not None]
+        if namespace is not None and resource.namespaced and not resource.namespace_in_key:
+            objs = [obj for obj in objs if (obj.namespace or DEFAULT_NAMESPACE) == namespace]
+        return objs, revision
+
+    async def list(
+        self,
+        name: str,
+        *,
+        namespace: str | None = None,
+        labels: Selector | None = None,
+        fields: Selector | None = None,
+    ) -> TypeMeta:
+        """The list object (``PodList``...) of the objects matching the selectors."""
+        strategy = self.strategy(name)
+        resource = strategy.resource
+        matches = self._matcher(strategy, labels, fields)
+        objs, revision = await self.list_raw(name, namespace)
+        items = await strategy.decorate([obj for obj in objs if matches(obj)])
+        values: dict[str, Any] = {
+            "kind": resource.list_model.KIND,
+            "api_version": API_VERSION,
+            "self_link": resource.self_link(),
+            "resource_version": revision,
+            "items": items,
+        }
+        if resource.list_model is MinionList:
+            values["minions"] = items  # v1beta1 wrote both
+        return resource.list_model(**values)
+
+    async def get(self, name: str, id: str, *, namespace: str | None = None) -> TypeMeta:
+        strategy = self.strategy(name)
+        resource = strategy.resource
+        ns = namespace or DEFAULT_NAMESPACE
+        kv = await self.store.get(resource.key(ns, id))
+        if kv is None:
+            raise errors.not_found(resource.kind, id)
+        obj = self._read_or_fail(resource, kv)
+        if not resource.namespace_in_key:
+            self._check_namespace(resource, obj, ns)
+        return (await strategy.decorate([obj]))[0]
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def create(
+        self, name: str, obj: TypeMeta, *, namespace: str | None = None
+    ) -> TypeMeta:
+        """Store a new object; 409 AlreadyExists if its key is taken."""
+        strategy = self.strategy(name)
+        resource = strategy.resource
+        obj = self._resolve_namespace(resource, obj.model_copy(deep=True), namespace)
+        if strategy.upsert:
+            return await self._upsert(strategy, obj)
+        prepared = await strategy.prepare_create(obj)
+        stored = await strategy.create(resource.key(prepared.namespace, prepared.id), prepared)
+        await strategy.after_create(stored)
+        return (await strategy.decorate([stored]))[0]
+
+    async def update(
+        self, name: str, obj: TypeMeta, *, namespace: str | None = None
+    ) -> TypeMeta:
+        """Replace an object at the body's resourceVersion (see the module docstring)."""
+        strategy = self.strategy(name)
+        resource = strategy.resource
+        obj = self._resolve_namespace(resource, obj.model_copy(deep=True), namespace)
+        if strategy.upsert:
+            return await self._upsert(strategy, obj)
+        if not obj.id:
+            raise errors.bad_request(f"the {resource.kind} to update has no id")
+        key = resource.key(obj.namespace, obj.id)
+        kv = await self.store.get(key)
+        if kv is None:
+            raise errors.not_found(resource.kind, obj.id)
+        old = self._read_or_fail(resource, kv)
+        if not resource.namespace_in_key:
+            self._check_namespace(resource, old, obj.namespace or DEFAULT_NAMESPACE)
+        expected = obj.resource_version
+        if expected == 0:
+            raise errors.conflict(resource.kind, obj.id,
+                                  "resourceVersion is required to update an existing object")
+        if expected != kv.mod_revision:
+            raise errors.conflict(resource.kind, obj.id,
+                                  f"resourceVersion {expected} is not the current one "
+                                  f"({kv.mod_revision}); get the object and retry")
+        new = await strategy.prepare_update(old, obj)
+        try:
+            written = await self.store.update(key, encode_stored(new), expected)
+        except Conflict:
+            raise errors.conflict(resource.kind, obj.id,
+                                  "the object was modified concurrently; get it and retry"
+                                  ) from None
+        except KeyNotFound:
+            raise errors.not_found(resource.kind, obj.id) from None
+        stored = self._read_or_fail(resource, written)
+        await strategy.after_update(old, stored)
+        return (await strategy.decorate([stored]))[0]
+
+    async def _upsert(self, strategy: Strategy, obj: TypeMeta) -> TypeMeta:
+        """Create or replace; a non-zero resourceVersion still has to be the current one."""
+        resource = strategy.resource
+        if not obj.id:
+            # Validation names the missing id together with every other problem.
+            await strategy.prepare_create(obj.model_copy(deep=True))
+            raise errors.bad_request(f"the {resource.kind} has no id")
+        key = resource.key(obj.namespace, obj.id)
+        for _ in range(MAX_RETRIES):
+            kv = await self.store.get(key)
+            if kv is None:
+                prepared = await strategy.prepare_create(obj.model_copy(deep=True))
+                try:
+                    written = await self.store.create(key, encode_stored(prepared))
+                except KeyExists:
+                    continue
+                stored = self._read_or_fail(resource, written)
+                await strategy.after_create(stored)
+                return (await strategy.decorate([stored]))[0]
+            old = self._read_or_fail(resource, kv)
+            expected = obj.resource_version
+            if expected and expected != kv.mod_revision:
+                raise errors.conflict(resource.kind, obj.id,
+                                      f"resourceVersion {expected} is not the current one "
+                                      f"({kv.mod_revision})")
+            new = await strategy.prepare_update(old, obj.model_copy(deep=True))
+            try:
+                written = await self.store.update(key, encode_stored(new), kv.mod_revision)
+            except (Conflict, KeyNotFound):
+                if expected:
+                    raise errors.conflict(resource.kind, obj.id,
+                                          "the object was modified concurrently") from None
+                continue
+            stored = self._read_or_fail(resource, written)
+            await strategy.after_update(old, stored)
+            return (await strategy.decorate([stored]))[0]
+        raise errors.conflict(resource.kind, obj.id, "too many concurrent writers; retry")
+
+    async def delete(self, name: str, id: str, *, namespace: str | None = None) -> Status:
+        """Remove an object; its side effects (a pod leaves its host's list, a service's
+        endpoints go with it) follow. Answers ``Status`` Success."""
+        strategy = self.strategy(name)
+        resource = strategy.resource
+        ns = namespace or DEFAULT_NAMESPACE
+        key = resource.key(ns, id)
+        kv = await self.store.get(key)
+        if kv is None:
+            raise errors.not_found(resource.kind, id)
+        current = self.read(resource, kv)
+        if current is not None:
+            if not resource.namespace_in_key:
+                self._check_namespace(resource, current, ns)
+            strategy.check_delete(current)
+        try:
+            deleted = await self.store.delete(key)
+        except KeyNotFound:
+            raise errors.not_found(resource.kind, id) from None
+        last = self.read(resource, deleted)
+        if last is not None:
+            await strategy.after_delete(last)
+        return errors.success(resource.kind, id)
+
+    async def bind(self, binding: Binding, *, namespace: str | None = None) -> Status:
+        """Assign a pod to a host (see :mod:`kubecore.apiserver.bindings`)."""
+        return await bindings.bind(self, binding, namespace)
+
+    # -- watch -------------------------------------------------------------------------
+
+    def open_watch(
+        self,
+        name: str,
+        *,
+        resource_version: int = 0,
+        namespace: str | None = None,
+        labels: Selector | None = None,
+        fields: Selector | None = None,
+    ) -> Watcher:
+        """A checked watch of resource ``name`` (404 if it cannot be watched, 400 for a
+        selector it refuses); ``await watcher.run(emit)`` streams it (see
+        :mod:`kubecore.apiserver.watch`)."""
+        strategy = self.strategy(name)
+        if not strategy.resource.watchable:
+            raise errors.StatusError(404, errors.NOT_FOUND,
+                                     f"{strategy.resource.name} cannot be watched")
+        matches = self._matcher(strategy, labels, fields)
+        return Watcher(self, strategy, resource_version, namespace, matches)
