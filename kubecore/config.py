@@ -65,6 +65,14 @@ class KernelConfig(SectionModel):
     )
     log_format: LogFormat = Field(default="console", description="console or json")
     log_level: LogLevel = Field(default="info", description="debug, info, warning or error")
+    api_server: str | None = Field(
+        default=None,
+        description="URL of the apiserver this process's components use; unset = the"
+        " apiserver this process runs (none on a node alone: the kubelet runs standalone)",
+    )
+    api_token_file: Path | None = Field(
+        default=None, description="file whose first line is the bearer token for api_server"
+    )
     shutdown_grace: float = Field(
         default=10.0, ge=0, description="seconds each component gets to stop on SIGTERM"
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from kubecore.config import KernelConfig, SectionModel, Settings
 
 if TYPE_CHECKING:
+    from kubecore.client import AsyncClient
     from kubecore.store import Store
 
 M = TypeVar("M", bound=SectionModel)
@@ -74,6 +75,29 @@ class Context:
     @property
     def data_dir(self) -> Path:
         return self.kernel.data_dir.expanduser()
+
+    def api_url(self) -> str | None:
+        """Where this process's components reach the apiserver: ``kubecore.api_server``,
+        else the apiserver this process runs (known once it listens), else ``None``."""
+        url = self.kernel.api_server or self.extras.get("apiserver_url")
+        return str(url) if url else None
+
+    def api_token(self) -> str | None:
+        """The bearer token for :meth:`api_url`, if one is configured."""
+        if self.kernel.api_token_file is not None:
+            lines = self.kernel.api_token_file.expanduser().read_text().split()
+            return lines[0] if lines else None
+        token = self.extras.get("apiserver_token")
+        return str(token) if token else None
+
+    def api_client(self) -> AsyncClient | None:
+        """A new API client for :meth:`api_url` (the caller closes it), or ``None``."""
+        url = self.api_url()
+        if url is None:
+            return None
+        from kubecore.client import AsyncClient
+
+        return AsyncClient(url, token=self.api_token())
 
     def config(self, model: type[M]) -> M:
         """The validated section whose schema is ``model``."""

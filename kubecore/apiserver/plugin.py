@@ -90,7 +90,13 @@ def kubecore_components(ctx: Context) -> list[Component]:
             tls_cert_file=cfg.tls_cert_file.expanduser() if cfg.tls_cert_file else None,
             tls_key_file=cfg.tls_key_file.expanduser() if cfg.tls_key_file else None,
         )
-        await serve_apiserver(create_app(registry, tokens=tokens), config,
-                              task_status=task_status)
+        app = create_app(registry, tokens=tokens)
+        async with trio.open_nursery() as nursery:
+            url: str = await nursery.start(serve_apiserver, app, config)
+            # Components started after this one in the same process talk to it.
+            ctx.extras["apiserver_url"] = url
+            if tokens:
+                ctx.extras["apiserver_token"] = sorted(tokens)[0]
+            task_status.started(url)
 
     return [Component("apiserver", run, STAGE_API)]
