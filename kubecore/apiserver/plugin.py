@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -13,6 +14,7 @@ from kubecore.config import ConfigSection, SectionModel
 from kubecore.context import STAGE_API, Component, Context
 from kubecore.errors import StartupError
 from kubecore.hookspecs import hookimpl
+from kubecore.http import serve_asgi
 
 
 class ApiserverConfig(SectionModel):
@@ -79,20 +81,19 @@ def kubecore_components(ctx: Context) -> list[Component]:
         from kubecore.apiserver.app import create_app
         from kubecore.apiserver.auth import read_token_file
         from kubecore.apiserver.registry import Registry
-        from kubecore.apiserver.server import hypercorn_config, serve_apiserver
 
         tokens = None
         if cfg.token_file is not None:
             tokens = read_token_file(cfg.token_file.expanduser())
         registry = Registry(store, portal_net=cfg.portal_net, host_key=cfg.host_key)
-        config = hypercorn_config(
-            cfg.address, cfg.port,
+        serve = partial(
+            serve_asgi, create_app(registry, tokens=tokens), name="apiserver",
+            address=cfg.address, port=cfg.port,
             tls_cert_file=cfg.tls_cert_file.expanduser() if cfg.tls_cert_file else None,
             tls_key_file=cfg.tls_key_file.expanduser() if cfg.tls_key_file else None,
         )
-        app = create_app(registry, tokens=tokens)
         async with trio.open_nursery() as nursery:
-            url: str = await nursery.start(serve_apiserver, app, config)
+            url: str = await nursery.start(serve)
             # Components started after this one in the same process talk to it.
             ctx.extras["apiserver_url"] = url
             if tokens:

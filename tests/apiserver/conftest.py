@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ from kubecore_store_sqlite import SqliteStore
 
 from kubecore.apiserver.app import create_app
 from kubecore.apiserver.registry import Registry
-from kubecore.apiserver.server import hypercorn_config, serve_apiserver
+from kubecore.http import serve_asgi
 from kubecore.store import Store
 from tests.apiserver.harness import TIMEOUT, Api, StartServer
 
@@ -60,10 +61,10 @@ def start_server(nursery: trio.Nursery) -> StartServer:
         cert: Path | None = None,
         key: Path | None = None,
     ) -> str:
-        config = hypercorn_config("127.0.0.1", 0, tls_cert_file=cert, tls_key_file=key)
-        url: str = await nursery.start(
-            serve_apiserver, create_app(registry, tokens=tokens), config
-        )
+        url: str = await nursery.start(partial(
+            serve_asgi, create_app(registry, tokens=tokens), name="apiserver",
+            address="127.0.0.1", port=0, tls_cert_file=cert, tls_key_file=key,
+        ))
         return url
 
     return start

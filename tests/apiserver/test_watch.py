@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ import trio
 
 from kubecore.apiserver.app import create_app
 from kubecore.apiserver.registry import Registry
-from kubecore.apiserver.server import hypercorn_config, serve_apiserver
+from kubecore.http import serve_asgi
 from tests.apiserver.harness import TIMEOUT, Api
 from tests.apiserver.objects import controller, endpoints, event, pod, service
 
@@ -203,8 +204,9 @@ async def serve_cancellably(
     """Serve ``registry`` until the cancel scope handed back is cancelled."""
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as inner:
-            url: str = await inner.start(serve_apiserver, create_app(registry),
-                                         hypercorn_config("127.0.0.1", 0))
+            url: str = await inner.start(partial(
+                serve_asgi, create_app(registry), name="apiserver", address="127.0.0.1", port=0
+            ))
             task_status.started((url, scope))
 
 
