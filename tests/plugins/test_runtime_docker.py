@@ -183,6 +183,22 @@ def test_declines_when_no_daemon_answers(
         assert time.monotonic() - begun < ping_timeout + 2, endpoint
 
 
+def test_without_its_infra_image_it_declines_unless_told_to_use_docker(
+    tmp_path: Path, docker_client: docker.DockerClient, busybox_image: str
+) -> None:
+    absent = missing_image()
+    ctx = context(tmp_path, infra_image=absent)
+    assert kubecore_runtime_docker.kubecore_runtime(ctx) is None
+    ctx = context(tmp_path, infra_image=absent, without_infra_image="use")
+    runtime = kubecore_runtime_docker.kubecore_runtime(ctx)
+    assert runtime is not None
+    trio.run(runtime.aclose)
+    ctx = context(tmp_path, infra_image=busybox_image)
+    present = kubecore_runtime_docker.kubecore_runtime(ctx)
+    assert present is not None
+    trio.run(present.aclose)
+
+
 def test_declines_on_a_master(tmp_path: Path, dead_socket: str) -> None:
     ctx = context(tmp_path, role="master", endpoint=dead_socket)
     assert kubecore_runtime_docker.kubecore_runtime(ctx) is None

@@ -8,7 +8,7 @@ answers a ping; otherwise it declines, and the exec runtime answers. See
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -50,6 +50,12 @@ class DockerRuntimeConfig(SectionModel):
         description="image of each pod's infra container, which holds the pod's network"
         " namespace and published ports. Pulled once if absent; on a node without a"
         " registry it must be built or imported locally (see README)",
+    )
+    without_infra_image: Literal["decline", "use"] = Field(
+        default="decline",
+        description="when infra_image is not on the node: decline (another runtime such"
+        " as runtime_exec answers) or use Docker anyway (pods wait until the image is"
+        " pulled, built or imported)",
     )
     infra_command: list[str] = Field(
         default=[],  # pydantic copies it per instance
@@ -113,8 +119,8 @@ def kubecore_config_section() -> ConfigSection:
 @hookimpl(tryfirst=True)
 def kubecore_runtime(ctx: Context) -> DockerRuntime | None:
     """The Docker runtime on a node whose daemon answers a ping within ``ping_timeout``;
-    ``None`` (decline) otherwise, and on a master-only run. Warns when the infra image
-    is missing. Blocks for the probe (once, at start-up; a hook is not a coroutine)."""
+    ``None`` (decline) otherwise, on a master-only run, and (by default) when the infra
+    image is missing. Blocks for the probe (once, at start-up; a hook is not a coroutine)."""
     if not ctx.runs("node"):
         return None
     cfg = ctx.config(DockerRuntimeConfig)
@@ -124,6 +130,15 @@ def kubecore_runtime(ctx: Context) -> DockerRuntime | None:
         log.info("no Docker daemon answers; declining", endpoint=where)
         return None
     version, infra_present = answer
+    if not infra_present and cfg.without_infra_image == "decline":
+        # A daemon with no infra image cannot run a single pod; a runtime that can is
+        # the better default than pods that wait forever.
+        log.warning(
+            "the infra image is not on this node; declining (build or import it, see the"
+            " runtime_docker README, or set runtime_docker.without_infra_image = \"use\")",
+            infra_image=cfg.infra_image,
+        )
+        return None
     log.info("using the Docker daemon", endpoint=where, api_version=version)
     if not infra_present:
         log.warning(
