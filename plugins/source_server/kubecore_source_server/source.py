@@ -1,0 +1,123 @@
+"""Manifests POSTed to the kubelet's server: ``POST /container`` and ``POST /containers``.
+
+Every accepted POST replaces all of this source's pods (a full snapshot); a body with
+any invalid manifest is refused as a whole with 400 and every cause, and the previous
+pods stay. The source yields an empty snapshot at start (nothing was posted yet), then
+one per accepted POST; snapshots nobody has read yet are superseded by newer ones.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import trio
+from kubecore_source_http.manifests import MAX_BODY_BYTES, all_causes, decode_pods, split_items
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from kubecore.api import Cause, InvalidObject, Reason
+from kubecore.kubelet.sources import Snapshot
+from kubecore.log import get_logger
+
+log = get_logger("kubecore.source_server")
+
+SOURCE_NAME = "http"
+
+
+def _status(code: int, reason: str, message: str, causes: Sequence[Cause] = ()) -> Response:
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1beta1", "status": "Failure",
+                            "code": code, "reason": reason, "message": message}
+    if causes:
+        body["details"] = {"causes": [{"reason": c.reason, "message": c.message,
+                                       "field": c.field} for c in causes]}
+    return JSONResponse(body, status_code=code)
+
+
+class ServerSource:
+    """The source behind ``POST /container`` and ``POST /containers``.
+
+    ``token``: when set, requests need ``Authorization: Bearer <token>``.
+    """
+
+    name = SOURCE_NAME
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token
+        self.accepted = 0
+        self._current = Snapshot(pods=[])
+        self._version = 0
+        self._changed = trio.Event()
+
+    def routes(self) -> Sequence[BaseRoute]:
+        """``POST /container`` (one manifest) and ``POST /containers`` (a list)."""
+        return [Route("/container", self._one, methods=["POST"]),
+                Route("/containers", self._many, methods=["POST"])]
+
+    async def snapshots(self) -> AsyncIterator[Snapshot]:
+        """The empty snapshot at once, then the newest one after each accepted POST."""
+        seen = 0
+        yield self._current
+        while True:
+            while self._version <= seen:
+                await self._changed.wait()
+            seen = self._version
+            yield self._current
+
+    def _authorized(self, request: Request) -> bool:
+        if self.token is None:
+            return True
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
+
+    async def _one(self, request: Request) -> Response:
+        return await self._post(request, single=True)
+
+    async def _many(self, request: Request) -> Response:
+        return await self._post(request, single=False)
+
+    async def _post(self, request: Request, *, single: bool) -> Response:
+        if not self._authorized(request):
+            return _status(401, "Unauthorized", "a valid bearer token is required")
+        origin = f"POST {request.url.path}"
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return _status(413, "RequestEntityTooLarge",
+                               f"body larger than {MAX_BODY_BYTES} bytes")
+        data = bytes(body)
+        try:
+            items, _ = split_items(data, origin)
+            if single and (len(items) != 1 or items[0][0]):
+                raise InvalidObject("", "", [Cause(
+                    Reason.INVALID, "expected one ContainerManifest object "
+                    "(POST /containers takes a list)")], source=origin)
+            if not single and items and not items[0][0]:
+                raise InvalidObject("", "", [Cause(
+                    Reason.INVALID, "expected a list of ContainerManifests "
+                    "(POST /container takes one)")], source=origin)
+            decoded = decode_pods(data, origin, SOURCE_NAME)
+        except InvalidObject as exc:
+            return _status(400, "BadRequest", f"{origin}: {exc.describe()}: "
+                           + "; ".join(str(c) for c in exc.causes), exc.causes)
+        if decoded.rejected:
+            causes = all_causes(decoded.rejected)
+            return _status(400, "Invalid", f"{origin}: {len(causes)} problems: "
+                           + "; ".join(str(c) for c in causes), causes)
+        ids = [pod.id for pod in decoded.pods]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i, pod_id in enumerate(ids) if ids.index(pod_id) != i)
+            cause = Cause(Reason.DUPLICATE, f"pod {ids[dup]!r} is listed twice", f"[{dup}].id")
+            return _status(400, "Invalid", f"{origin}: {cause}", [cause])
+        self._current = Snapshot(pods=decoded.pods)
+        self._version += 1
+        self.accepted += 1
+        self._changed.set()
+        self._changed = trio.Event()
+        log.info("manifests received", origin=origin, pods=ids)
+        return Response(json.dumps({"status": "Success", "pods": ids}),
+                        media_type="application/json")
