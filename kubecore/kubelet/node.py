@@ -1,12 +1,14 @@
 """The kubelet assembled: sources -> merger -> sync loop -> runtime, plus its server.
 
 Everything runs in one nursery: one task per source feeding the merger, the sync loop,
-and the HTTP server. The runtime is closed on the way out.
+the HTTP server and, with an apiserver, the status reporter (minion registration and
+pod status, see :mod:`kubecore.kubelet.reporter`). The runtime is closed on the way out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -17,11 +19,15 @@ from kubecore.kubelet.sync import SyncLoop, SyncSettings
 from kubecore.log import get_logger
 from kubecore.runtime import Runtime
 
+if TYPE_CHECKING:
+    from kubecore.kubelet.reporter import StatusReporter
+
 log = get_logger("kubecore.kubelet")
 
 
 class Kubelet:
-    """One node agent over ``runtime`` and ``sources`` (ranked in the order given)."""
+    """One node agent over ``runtime`` and ``sources`` (ranked in the order given);
+    ``reporter`` (optional) pushes its minion and pod status to an apiserver."""
 
     def __init__(
         self,
@@ -32,6 +38,7 @@ class Kubelet:
         hostname: str = "localhost",
         address: str = "127.0.0.1",
         port: int | None = 10250,
+        reporter: StatusReporter | None = None,
     ) -> None:
         self.runtime = runtime
         self.sources = list(sources)
@@ -40,6 +47,7 @@ class Kubelet:
         self.port = port  # None: no HTTP server
         self.merger = Merger()
         self.sync = SyncLoop(runtime, self.merger.desired, settings)
+        self.reporter = reporter
         self.url: str | None = None
 
     @property
@@ -78,6 +86,8 @@ class Kubelet:
                 for source, key in zip(self.sources, keys, strict=True):
                     nursery.start_soon(self._feed, source, key)
                 await nursery.start(self.sync.run)
+                if self.reporter is not None:
+                    await nursery.start(self.reporter.run, self.sync)
                 log.info("kubelet running", runtime=self.runtime.name,
                          sources=[s.name for s in self.sources], url=self.url)
                 task_status.started(self.url)

@@ -3,7 +3,9 @@
 On a run that includes the node role, the component asks the ``kubecore_runtime`` hook
 for a runtime (none: no kubelet, and the log says why) and the
 ``kubecore_manifest_sources`` hook for sources, then runs :class:`~kubecore.kubelet.node.
-Kubelet` until cancelled.
+Kubelet` until cancelled. When the run knows an apiserver (``ctx.api_client()``), the
+kubelet registers its minion and pushes its API pods' status there
+(:mod:`kubecore.kubelet.reporter`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ class KubeletConfig(SectionModel):
     )
     max_dead_containers: int = Field(
         default=2, ge=0, description="dead instances kept per container (for logs, status)"
+    )
+    host_ip: str = Field(
+        default="127.0.0.1", description="the minion's hostIP (and pods' hostIP) reported"
+        " to the apiserver"
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="labels merged into this node's minion"
     )
     root_dir: Path | None = Field(
         default=None, description="the kubelet's own state; unset = <data_dir>/kubelet"
@@ -95,8 +104,20 @@ def kubecore_components(ctx: Context) -> list[Component]:
             raise RuntimeError("no runtime plugin answered")
         root = (cfg.root_dir or ctx.data_dir / "kubelet").expanduser()
         root.mkdir(parents=True, exist_ok=True)
+        client = ctx.api_client()
+        reporter = None
+        if client is not None:
+            from kubecore.kubelet.reporter import StatusReporter
+
+            reporter = StatusReporter(client, ctx.hostname, host_ip=cfg.host_ip,
+                                      labels=cfg.labels)
         kubelet = Kubelet(runtime, _sources(ctx), cfg.sync_settings(), hostname=ctx.hostname,
-                          address=cfg.address, port=cfg.port)
-        await kubelet.run(task_status=task_status)
+                          address=cfg.address, port=cfg.port, reporter=reporter)
+        try:
+            await kubelet.run(task_status=task_status)
+        finally:
+            if client is not None:
+                with trio.CancelScope(shield=True):
+                    await client.aclose()
 
     return [Component("kubelet", run, STAGE_NODE)]

@@ -102,7 +102,8 @@ class SyncLoop:
     """Drives ``runtime`` towards the newest value of ``desired``.
 
     ``run`` is a component-style task; :attr:`runtime_pods` holds what the last round
-    saw (the HTTP server reads it).
+    saw (the HTTP server reads it); :attr:`progress` gets a new version after every
+    round and every finished pod worker.
     """
 
     def __init__(
@@ -124,6 +125,8 @@ class SyncLoop:
         )
         self.runtime_pods: dict[str, RuntimePod] = {}
         self.rounds = 0
+        # Bumped after every round and every finished worker: status reporting follows.
+        self.progress: Latest[int] = Latest(0)
         self._busy: set[str] = set()
         self._skipped: set[str] = set()
         self._wake = trio.Event()
@@ -146,6 +149,7 @@ class SyncLoop:
                     log.error("sync round failed", error=str(exc) or type(exc).__name__,
                               exc_info=exc)
                 self.rounds += 1
+                self.progress.set(self.rounds)
                 await self._wait(version)
 
     async def _wait(self, version: int) -> None:
@@ -241,6 +245,7 @@ class SyncLoop:
                       exc_info=exc)
         finally:
             self._busy.discard(uid)
+            self.progress.set(self.rounds)
             if uid in self._skipped:
                 self._skipped.discard(uid)
                 self.wake()

@@ -12,7 +12,9 @@ Hooks:
   :class:`~kubecore_proxy_userspace.proxier.UserspaceProxier` (``trylast``: any other
   proxier plugin that is loaded wins).
 - ``kubecore_components`` adds the ``proxy`` component on nodes: it runs the proxier
-  and, when ``services_file`` is set, feeds it from that file.
+  and feeds it from ``services_file`` when that is set, else from the apiserver
+  (``ctx.api_client()``: list then watch services and endpoints of every namespace,
+  :mod:`~kubecore_proxy_userspace.apisource`).
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ from functools import partial
 import trio
 
 from kubecore import hookimpl
+from kubecore.client import AsyncClient
 from kubecore.config import ConfigSection
 from kubecore.context import STAGE_PROXY, Component, Context
 from kubecore.log import get_logger
 from kubecore.proxy import Proxier
+from kubecore_proxy_userspace.apisource import ApiFeed
 from kubecore_proxy_userspace.config import ProxyUserspaceConfig
 from kubecore_proxy_userspace.filesource import follow_services_file, parse_services
 from kubecore_proxy_userspace.proxier import UserspaceProxier
 
 __all__ = [
+    "ApiFeed",
     "ProxyUserspaceConfig",
     "UserspaceProxier",
     "follow_services_file",
@@ -67,8 +72,9 @@ def kubecore_components(ctx: Context) -> list[Component]:
 async def run_proxy(
     ctx: Context, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """The ``proxy`` component: the run's proxier, fed from ``services_file`` when set.
-    Started once the proxier serves the file's services (or found it unusable)."""
+    """The ``proxy`` component: the run's proxier, fed from ``services_file`` when set,
+    else from the apiserver when the run knows one. Started once the proxier serves
+    the first configuration (or found its source unusable)."""
     cfg = ctx.config(ProxyUserspaceConfig)
     proxier: Proxier | None = ctx.hook.kubecore_proxier(ctx=ctx)
     if proxier is None:
@@ -84,6 +90,20 @@ async def run_proxy(
                     poll=cfg.services_file_poll,
                 )
             )
+        elif (client := ctx.api_client()) is not None:
+            nursery.start_soon(_close_on_exit, client)
+            await nursery.start(ApiFeed(client, proxier).run)
+            log.info("proxy follows the apiserver", url=client.base_url)
         else:
-            log.info("proxy has no services source; services_file is not set")
+            log.info("proxy has no services source: neither services_file nor an"
+                     " apiserver is configured")
         task_status.started()
+
+
+async def _close_on_exit(client: AsyncClient) -> None:
+    """Hold ``client`` open for the nursery's life; close it when cancelled."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            await client.aclose()
