@@ -50,6 +50,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 BUILTIN_PLUGINS: dict[str, str] = {
     "apiserver": "kubecore.apiserver.plugin",
     "kubelet": "kubecore.kubelet.plugin",
+    "scheduler": "kubecore.scheduler.plugin",
+    "controllers": "kubecore.controllers.plugin",
 }
 
 

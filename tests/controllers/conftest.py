@@ -1,0 +1,63 @@
+"""Fixtures: a real apiserver (on store_sqlite; store_etcd where parametrized) on a free
+loopback port in the test's nursery, and an API client on it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+from kubecore_store_sqlite import SqliteStore
+
+from kubecore.apiserver.app import create_app
+from kubecore.apiserver.registry import Registry
+from kubecore.client import AsyncClient
+from kubecore.http import serve_asgi
+from kubecore.store import Store
+
+
+async def _serve(nursery: trio.Nursery, store: Store) -> str:
+    url: str = await nursery.start(partial(
+        serve_asgi, create_app(Registry(store)), name="apiserver",
+        address="127.0.0.1", port=0,
+    ))
+    return url
+
+
+@pytest.fixture
+async def client(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[AsyncClient]:
+    """A client of an apiserver on a fresh SQLite store."""
+    store = SqliteStore(tmp_path / "store.sqlite3", synchronous="normal")
+    try:
+        async with AsyncClient(await _serve(nursery, store), timeout=10.0) as made:
+            yield made
+    finally:
+        await store.aclose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """Makes the store the apiserver runs on: each store plugin in turn."""
+    if request.param == "sqlite":
+        return lambda: SqliteStore(tmp_path / "store.sqlite3", synchronous="normal")
+    endpoint: str = request.getfixturevalue("etcd_endpoint")
+    from kubecore_store_etcd.store import EtcdStore
+
+    prefix = f"/kubecore-controllers-test/{uuid.uuid4().hex[:12]}"
+    return lambda: EtcdStore([endpoint], prefix=prefix, request_timeout=5.0)
+
+
+@pytest.fixture
+async def any_client(
+    nursery: trio.Nursery, store_factory: Callable[[], Store]
+) -> AsyncIterator[AsyncClient]:
+    """A client of an apiserver on each store plugin in turn."""
+    store = store_factory()
+    try:
+        async with AsyncClient(await _serve(nursery, store), timeout=10.0) as made:
+            yield made
+    finally:
+        await store.aclose()
