@@ -36,11 +36,14 @@ def main() -> None:
 
 def _register() -> None:
     from kubecore.cli.config import config
+    from kubecore.cli.kubecfg import RunDispatch, resize, rm, run_container, stop
     from kubecore.cli.plugins import plugins
+    from kubecore.cli.resources import create, delete, get, list_, update
     from kubecore.cli.run import run
     from kubecore.cli.validate import validate
 
-    for command in (run, plugins, config, validate):
+    for command in (RunDispatch(run, run_container), plugins, config, validate, get, list_,
+                    create, update, delete, resize, stop, rm, run_container):
         main.add_command(command)
 
 
