@@ -205,9 +205,10 @@ def test_declines_on_a_master(tmp_path: Path, dead_socket: str) -> None:
 
 
 async def test_the_hook_gives_a_runtime_when_the_daemon_answers(
-    docker_client: docker.DockerClient, tmp_path: Path
+    docker_client: docker.DockerClient, busybox_image: str, tmp_path: Path
 ) -> None:
-    runtime = kubecore_runtime_docker.kubecore_runtime(context(tmp_path))
+    runtime = kubecore_runtime_docker.kubecore_runtime(context(tmp_path,
+                                                               infra_image=busybox_image))
     assert isinstance(runtime, DockerRuntime) and isinstance(runtime, Runtime)
     try:
         assert (runtime.name, runtime.node) == ("docker", "node-a")
