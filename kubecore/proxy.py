@@ -31,7 +31,7 @@ def service_key(obj: Service | Endpoints) -> ServiceKey:
 
 
 def parse_endpoint(text: str) -> tuple[str, int] | None:
-    """``"10.0.0.1:80"`` or ``"[::1]:80"`` -> ``(host, port)``; ``None`` when it is not a
+    """``"127.0.0.1:80"`` or ``"[::1]:80"`` -> ``(host, port)``; ``None`` when it is not a
     host and a port in 1..65535 (such endpoints are skipped, as v0.5 skipped port 0)."""
     host, sep, port_text = text.strip().rpartition(":")
     if not sep or not host or not port_text.isdigit():

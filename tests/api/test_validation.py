@@ -66,7 +66,7 @@ BASES: dict[str, dict[str, Any]] = {
         }},
     },
     "Minion": {"kind": "Minion", "id": "node-a", "labels": {"zone": "a"}},
-    "Endpoints": {"kind": "Endpoints", "id": "web", "endpoints": ["10.0.0.1:80"]},
+    "Endpoints": {"kind": "Endpoints", "id": "web", "endpoints": ["127.0.0.1:80"]},
     "Binding": {"kind": "Binding", "podID": "web-1", "host": "node-a"},
     "BoundPod": {"kind": "BoundPod", "id": "web-1", "namespace": "default",
                  "spec": {"containers": [{"name": "www", "image": "nginx"}]}},
@@ -279,9 +279,9 @@ CASES = [
          expect=[("selector", NOT_SUPPORTED)]),
     case("service label key", "Service", patch("labels", {"Tier": "x"}),
          expect=[("labels", NOT_SUPPORTED)]),
-    case("service portalIP", "Service", patch("portalIP", "10.0.0.300"),
+    case("service portalIP", "Service", patch("portalIP", "127.77.0.300"),
          expect=[("portalIP", INVALID)]),
-    case("service portalIP ok", "Service", patch("portalIP", "10.0.0.17")),
+    case("service portalIP ok", "Service", patch("portalIP", "127.77.0.17")),
     case("service containerPort", "Service", patch("containerPort", 70000),
          expect=[("containerPort", INVALID)]),
     case("service containerPort name", "Service", patch("containerPort", "http")),
@@ -321,7 +321,7 @@ CASES = [
          expect=[("labels", NOT_SUPPORTED)]),
     # endpoints
     case("endpoints id missing", "Endpoints", patch("id", ""), expect=[("id", REQUIRED)]),
-    case("endpoint not host:port", "Endpoints", patch("endpoints", ["10.0.0.1:80", "x"]),
+    case("endpoint not host:port", "Endpoints", patch("endpoints", ["127.0.0.1:80", "x"]),
          expect=[("endpoints[1]", INVALID)]),
     case("endpoint bad port", "Endpoints", patch("endpoints", ["10.0.0.1:0"]),
          expect=[("endpoints[0]", INVALID)]),
@@ -479,10 +479,10 @@ def test_minion_update(change: dict[str, Any], expected: list[tuple[str, str]]) 
 
 @pytest.mark.parametrize(
     ("new_ip", "expected"),
-    [("10.0.0.17", []), ("", []), ("10.0.0.18", [("portalIP", INVALID)])],
+    [("127.77.0.17", []), ("", []), ("10.0.0.18", [("portalIP", INVALID)])],
 )
 def test_service_portal_ip_is_immutable(new_ip: str, expected: list[tuple[str, str]]) -> None:
-    old = Service.model_validate(BASES["Service"] | {"portalIP": "10.0.0.17"})
+    old = Service.model_validate(BASES["Service"] | {"portalIP": "127.77.0.17"})
     new = Service.model_validate(BASES["Service"] | {"portalIP": new_ip})
     assert [(c.field, c.reason) for c in validate_service_update(old, new)] == expected
 

@@ -52,8 +52,9 @@ async def _endpoints(client: AsyncClient, id: str) -> list[str] | None:
 
 async def _becomes(client: AsyncClient, id: str, want: list[str],
                    within: float = WITHIN) -> None:
+    # The controller writes the addresses sorted.
     async def check() -> bool:
-        return await _endpoints(client, id) == want
+        return await _endpoints(client, id) == sorted(want)
 
     await wait_for(check, within=within, what=f"endpoints of {id} = {want}")
 
@@ -77,28 +78,28 @@ async def test_endpoints_follow_reported_addresses_within_a_second(
     # No pod has an address yet: the endpoints exist and are empty.
     await _becomes(client, "web", [], within=5.0)
 
-    await _report(client, "web-1", PodState(status=POD_RUNNING, pod_ip="10.1.0.1"))
-    await _becomes(client, "web", ["10.1.0.1:80"])
+    await _report(client, "web-1", PodState(status=POD_RUNNING, pod_ip="127.1.0.1"))
+    await _becomes(client, "web", ["127.1.0.1:80"])
 
     # A published port mapping wins over the pod IP.
-    await _report(client, "web-2", PodState(status=POD_RUNNING, pod_ip="10.1.0.2",
+    await _report(client, "web-2", PodState(status=POD_RUNNING, pod_ip="127.1.0.2",
                                             manifest=_published(80, 31002)))
-    await _becomes(client, "web", ["10.1.0.1:80", "127.0.0.1:31002"])
+    await _becomes(client, "web", ["127.1.0.1:80", "127.0.0.1:31002"])
 
     # The v0.5 place of the pod IP: the net container's status.
     await _report(client, "web-3", PodState(status=POD_RUNNING, info={
-        "net": ContainerStatus(pod_ip="10.1.0.3")}))
-    await _becomes(client, "web", ["10.1.0.1:80", "10.1.0.3:80", "127.0.0.1:31002"])
+        "net": ContainerStatus(pod_ip="127.1.0.3")}))
+    await _becomes(client, "web", ["127.1.0.1:80", "127.1.0.3:80", "127.0.0.1:31002"])
 
     # Labels that stop matching move the pod to the other service.
-    await _report(client, "web-1", PodState(status=POD_RUNNING, pod_ip="10.1.0.1"),
+    await _report(client, "web-1", PodState(status=POD_RUNNING, pod_ip="127.1.0.1"),
                   labels={"app": "other"})
-    await _becomes(client, "web", ["10.1.0.3:80", "127.0.0.1:31002"])
-    await _becomes(client, "other", ["10.1.0.1:80"])
+    await _becomes(client, "web", ["127.1.0.3:80", "127.0.0.1:31002"])
+    await _becomes(client, "other", ["127.1.0.1:80"])
 
     # A deleted pod and a terminated one leave.
     await client.delete(Pod, "web-3")
-    await _report(client, "web-2", PodState(status=POD_TERMINATED, pod_ip="10.1.0.2",
+    await _report(client, "web-2", PodState(status=POD_TERMINATED, pod_ip="127.1.0.2",
                                             manifest=_published(80, 31002)))
     await _becomes(client, "web", [])
 
@@ -137,10 +138,10 @@ async def test_restart_rewrites_nothing_unchanged(
 ) -> None:
     await client.create(service("steady", {"app": "steady"}))
     await client.create(pod("s-1", {"app": "steady"}))
-    await _report(client, "s-1", PodState(status=POD_RUNNING, pod_ip="10.3.0.1"))
+    await _report(client, "s-1", PodState(status=POD_RUNNING, pod_ip="127.3.0.1"))
     with trio.CancelScope() as first:
         nursery.start_soon(EndpointsController(client).run)
-        await _becomes(client, "steady", ["10.3.0.1:80"], within=5.0)
+        await _becomes(client, "steady", ["127.3.0.1:80"], within=5.0)
     first.cancel()
     before = (await client.get(Endpoints, "steady")).resource_version
     again = EndpointsController(client, debounce=0.05)
@@ -155,7 +156,7 @@ async def test_reserved_services_are_not_written(
 ) -> None:
     await client.create(service("kubernetes", {"app": "master"}))
     await client.create(pod("m-1", {"app": "master"}))
-    await _report(client, "m-1", PodState(status=POD_RUNNING, pod_ip="10.4.0.1"))
+    await _report(client, "m-1", PodState(status=POD_RUNNING, pod_ip="127.4.0.1"))
     await client.create(service("marker", {"app": "marker"}))
     controller = EndpointsController(client, debounce=0.02)
     await nursery.start(controller.run)
@@ -192,24 +193,24 @@ def test_find_port_follows_v05() -> None:
 def test_pod_address_prefers_the_published_mapping() -> None:
     ports = [Port(container_port=80)]
     assert pod_address(_pod(ports, PodState()), 80) is None
-    assert pod_address(_pod(ports, PodState(pod_ip="10.0.0.5")), 80) == "10.0.0.5:80"
-    mapped = PodState(pod_ip="10.0.0.5", host_ip="192.0.2.7",
+    assert pod_address(_pod(ports, PodState(pod_ip="127.0.0.5")), 80) == "127.0.0.5:80"
+    mapped = PodState(pod_ip="127.0.0.5", host_ip="192.0.2.7",
                       manifest=_published(80, 30080, host_ip=""))
     assert pod_address(_pod(ports, mapped), 80) == "192.0.2.7:30080"
     wildcard = mapped.model_copy(update={"manifest": _published(80, 30080, "0.0.0.0")})
     assert pod_address(_pod(ports, wildcard), 80) == "192.0.2.7:30080"
     # A mapping of another port, or one without a host address, falls back to the pod IP.
-    assert pod_address(_pod(ports, mapped), 81) == "10.0.0.5:81"
-    nowhere = PodState(pod_ip="10.0.0.5", manifest=_published(80, 30080, host_ip=""))
-    assert pod_address(_pod(ports, nowhere), 80) == "10.0.0.5:80"
+    assert pod_address(_pod(ports, mapped), 81) == "127.0.0.5:81"
+    nowhere = PodState(pod_ip="127.0.0.5", manifest=_published(80, 30080, host_ip=""))
+    assert pod_address(_pod(ports, nowhere), 80) == "127.0.0.5:80"
     assert pod_address(_pod(ports, PodState(pod_ip="fd00::5")), 80) == "[fd00::5]:80"
 
 
 def test_service_endpoints_select_by_namespace_labels_and_state() -> None:
     svc = Service(id="s", namespace="default", selector={"app": "x"}, container_port="admin")
-    running = _pod([Port(container_port=80)], PodState(status=POD_RUNNING, pod_ip="10.0.0.1"))
+    running = _pod([Port(container_port=80)], PodState(status=POD_RUNNING, pod_ip="127.0.0.1"))
     elsewhere = running.model_copy(update={"namespace": "other"})
     unlabelled = running.model_copy(update={"labels": {"app": "y"}})
     done = running.model_copy(update={"current_state": PodState(status=POD_TERMINATED,
-                                                                pod_ip="10.0.0.1")})
-    assert service_endpoints(svc, [running, elsewhere, unlabelled, done]) == ("10.0.0.1:9000",)
+                                                                pod_ip="127.0.0.1")})
+    assert service_endpoints(svc, [running, elsewhere, unlabelled, done]) == ("127.0.0.1:9000",)
