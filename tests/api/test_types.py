@@ -43,17 +43,17 @@ SECTION_1_EXAMPLES = {
  "labels":{"app":"web"},
  "desiredState":{"manifest":{"version":"v1beta1","id":"web-1","containers":[{"name":"www",
    "image":"nginx","ports":[{"containerPort":80,"hostPort":8081}],"cpu":100,"memory":67108864}]}},
- "currentState":{"status":"Running","host":"node-a","podIP":"172.17.0.4",
+ "currentState":{"status":"Running","host":"node-a","podIP":"127.0.0.4",
    "info":{"www":{"state":{"running":{"startedAt":"2014-11-20T10:00:00Z"}},"restartCount":0,
    "image":"nginx"}}}}""",
     "Service": """{"kind":"Service","apiVersion":"v1beta1","id":"web","port":80,
- "selector":{"app":"web"},"containerPort":80,"portalIP":"10.0.0.17"}""",
+ "selector":{"app":"web"},"containerPort":80,"portalIP":"127.77.0.17"}""",
     "ReplicationController": """{"kind":"ReplicationController","apiVersion":"v1beta1",
  "id":"web","labels":{"app":"web"},
  "desiredState":{"replicas":2,"replicaSelector":{"app":"web"},
   "podTemplate":{"labels":{"app":"web"},"desiredState":{"manifest":{"version":"v1beta1",
   "containers":[{"name":"www","image":"nginx"}]}}}}}""",
-    "Endpoints": """{"kind":"Endpoints","id":"web","endpoints":["172.17.0.4:80"]}""",
+    "Endpoints": """{"kind":"Endpoints","id":"web","endpoints":["127.0.0.4:80"]}""",
     "Binding": """{"kind":"Binding","podID":"web-1","host":"node-a"}""",
     "Status": """{"kind":"Status","status":"Failure","message":"pod \\"x\\" not found",
  "reason":"NotFound","details":{"id":"x","kind":"pod"},"code":404}""",
@@ -83,7 +83,7 @@ def test_pod_example_attributes() -> None:
     assert (container.name, container.image, container.cpu, container.memory) == (
         "www", "nginx", 100, 67108864)
     assert container.ports[0] == Port(container_port=80, host_port=8081)
-    assert pod.current_state.pod_ip == "172.17.0.4"
+    assert pod.current_state.pod_ip == "127.0.0.4"
     running = pod.current_state.info["www"].state.running
     assert running is not None
     assert running.started_at == datetime(2014, 11, 20, 10, tzinfo=UTC)

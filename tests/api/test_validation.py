@@ -323,7 +323,7 @@ CASES = [
     case("endpoints id missing", "Endpoints", patch("id", ""), expect=[("id", REQUIRED)]),
     case("endpoint not host:port", "Endpoints", patch("endpoints", ["127.0.0.1:80", "x"]),
          expect=[("endpoints[1]", INVALID)]),
-    case("endpoint bad port", "Endpoints", patch("endpoints", ["10.0.0.1:0"]),
+    case("endpoint bad port", "Endpoints", patch("endpoints", ["127.77.0.1:0"]),
          expect=[("endpoints[0]", INVALID)]),
     case("endpoint huge port", "Endpoints", patch("endpoints", ["h:" + "9" * 5000]),
          expect=[("endpoints[0]", INVALID)]),
@@ -467,7 +467,7 @@ def test_pod_update_ignores_omitted_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("change", "expected"),
-    [({"labels": {"zone": "b"}}, []), ({"hostIP": "10.0.0.2"}, [("hostIP", INVALID)]),
+    [({"labels": {"zone": "b"}}, []), ({"hostIP": "127.77.0.2"}, [("hostIP", INVALID)]),
      ({"id": "node-b"}, [("id", INVALID)]),
      ({"resources": {"capacity": {"cpu": 2}}}, [("resources", INVALID)])],
 )
@@ -479,7 +479,7 @@ def test_minion_update(change: dict[str, Any], expected: list[tuple[str, str]]) 
 
 @pytest.mark.parametrize(
     ("new_ip", "expected"),
-    [("127.77.0.17", []), ("", []), ("10.0.0.18", [("portalIP", INVALID)])],
+    [("127.77.0.17", []), ("", []), ("127.77.0.18", [("portalIP", INVALID)])],
 )
 def test_service_portal_ip_is_immutable(new_ip: str, expected: list[tuple[str, str]]) -> None:
     old = Service.model_validate(BASES["Service"] | {"portalIP": "127.77.0.17"})

@@ -86,8 +86,8 @@ async def test_https(
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"portal_net": "10.0.0.0/31"}, "too small"),
-        ({"portal_net": "10.0.0.1/24"}, "host bits set"),
+        ({"portal_net": "127.99.0.0/31"}, "too small"),
+        ({"portal_net": "127.99.0.1/24"}, "host bits set"),
         ({"portal_net": "nonsense"}, "portal_net"),
         ({"host_key": "/registry/hosts/kubelet"}, "{host}"),
         ({"host_key": "registry/{host}"}, "start with"),

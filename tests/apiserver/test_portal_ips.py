@@ -33,7 +33,7 @@ async def test_allocated_from_the_default_network_and_unique(api: Api) -> None:
 async def test_a_requested_address(api: Api) -> None:
     created = await api.ok("POST", f"{P}/services", json=service("a", portal_ip="127.77.1.1"))
     assert created["portalIP"] == "127.77.1.1"
-    for ip, why in [("127.77.1.1", "already allocated"), ("10.0.0.1", "not in the portal"),
+    for ip, why in [("127.77.1.1", "already allocated"), ("127.99.0.1", "not in the portal"),
                     ("127.77.0.0", "network or broadcast"),
                     ("127.77.255.255", "network or broadcast")]:
         status = await api.fails(422, "POST", f"{P}/services",
@@ -65,10 +65,10 @@ async def small_net_api(store: Any, start_server: StartServer, net: str,
 
 async def test_a_full_network_and_reuse(store: Any, start_server: StartServer) -> None:
     async with httpx.AsyncClient(timeout=TIMEOUT) as http:
-        api = await small_net_api(store, start_server, "10.9.0.0/30", http)
+        api = await small_net_api(store, start_server, "127.98.0.0/30", http)
         first = await api.ok("POST", f"{P}/services", json=service("a"))
         second = await api.ok("POST", f"{P}/services", json=service("b", port=81))
-        assert {first["portalIP"], second["portalIP"]} == {"10.9.0.1", "10.9.0.2"}
+        assert {first["portalIP"], second["portalIP"]} == {"127.98.0.1", "127.98.0.2"}
         full = await api.fails(422, "POST", f"{P}/services", json=service("c", port=82))
         assert "no portal IP left" in full["details"]["causes"][0]["message"]
         await api.ok("DELETE", f"{P}/services/a")
@@ -80,7 +80,7 @@ async def test_concurrent_creates_get_distinct_addresses(
     store: Any, start_server: StartServer
 ) -> None:
     async with httpx.AsyncClient(timeout=TIMEOUT) as http:
-        api = await small_net_api(store, start_server, "10.9.0.0/29", http)  # 6 usable
+        api = await small_net_api(store, start_server, "127.97.0.0/29", http)  # 6 usable
         results: list[httpx.Response] = []
 
         async def create(i: int) -> None:
@@ -96,13 +96,13 @@ async def test_concurrent_creates_get_distinct_addresses(
 
 
 def test_allocator_rules() -> None:
-    allocator = PortalAllocator("192.168.0.0/30")
+    allocator = PortalAllocator("127.96.0.0/30")
     assert allocator.size == 2
-    assert allocator.allocate(["192.168.0.1", "not-an-ip"]) == "192.168.0.2"
+    assert allocator.allocate(["127.96.0.1", "not-an-ip"]) == "127.96.0.2"
     with pytest.raises(PortalError):
-        allocator.allocate(["192.168.0.1", "192.168.0.2"])
-    assert allocator.check("192.168.0.2", []) == "192.168.0.2"
-    for bad in ("192.168.0.0", "192.168.0.3", "192.168.1.1", "nope"):
+        allocator.allocate(["127.96.0.1", "127.96.0.2"])
+    assert allocator.check("127.96.0.2", []) == "127.96.0.2"
+    for bad in ("127.96.0.0", "127.96.0.3", "192.168.1.1", "nope"):
         with pytest.raises(PortalError):
             allocator.check(bad, [])
     for text in ("10.0.0.0/31", "10.0.0.1/24", "fe80::/64", "nonsense"):
