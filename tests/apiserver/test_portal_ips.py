@@ -92,7 +92,7 @@ async def test_concurrent_creates_get_distinct_addresses(
                     nursery.start_soon(create, i)
         assert sorted(r.status_code for r in results) == [200] * 6 + [422] * 3
         ips = [r.json()["portalIP"] for r in results if r.status_code == 200]
-        assert sorted(ips) == [f"10.9.0.{i}" for i in range(1, 7)]
+        assert sorted(ips) == [f"127.97.0.{i}" for i in range(1, 7)]
 
 
 def test_allocator_rules() -> None:
@@ -102,9 +102,9 @@ def test_allocator_rules() -> None:
     with pytest.raises(PortalError):
         allocator.allocate(["127.96.0.1", "127.96.0.2"])
     assert allocator.check("127.96.0.2", []) == "127.96.0.2"
-    for bad in ("127.96.0.0", "127.96.0.3", "192.168.1.1", "nope"):
+    for bad in ("127.96.0.0", "127.96.0.3", "127.95.1.1", "nope"):
         with pytest.raises(PortalError):
             allocator.check(bad, [])
-    for text in ("10.0.0.0/31", "10.0.0.1/24", "fe80::/64", "nonsense"):
+    for text in ("127.99.0.0/31", "127.99.0.1/24", "fe80::/64", "nonsense"):
         with pytest.raises(ValueError):
             parse_portal_net(text)

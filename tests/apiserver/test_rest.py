@@ -108,14 +108,14 @@ async def test_update_takes_the_id_from_the_body(api: Api) -> None:
 
 async def test_pushed_status_is_stored_and_kept(api: Api) -> None:
     created = await api.ok("POST", f"{P}/pods", json=pod())
-    report = dict(created, currentState={"status": "Running", "podIP": "10.0.0.5"})
+    report = dict(created, currentState={"status": "Running", "podIP": "127.0.0.5"})
     updated = await api.ok("PUT", f"{P}/pods/web-1", json=report)
     assert updated["currentState"]["status"] == "Running"
-    assert updated["currentState"]["podIP"] == "10.0.0.5"
+    assert updated["currentState"]["podIP"] == "127.0.0.5"
     # an update without currentState keeps the reported one
     relabel = pod(labels={"v": "2"}, resourceVersion=updated["resourceVersion"])
     relabeled = await api.ok("PUT", f"{P}/pods/web-1", json=relabel)
-    assert relabeled["currentState"]["podIP"] == "10.0.0.5"
+    assert relabeled["currentState"]["podIP"] == "127.0.0.5"
 
 
 async def test_scheduled_pod_may_change_only_labels_and_images(api: Api) -> None:
@@ -420,7 +420,7 @@ async def test_minions(api: Api) -> None:
                    resourceVersion=created["resourceVersion"])
     updated = await api.ok("PUT", f"{P}/minions/node-a", json=relabel)
     assert updated["labels"] == {"zone": "a"}
-    moved = dict(minion("node-a", host_ip="10.0.0.1"),
+    moved = dict(minion("node-a", host_ip="127.0.0.9"),
                  resourceVersion=updated["resourceVersion"])
     status = await api.fails(422, "PUT", f"{P}/minions/node-a", json=moved)
     assert status["details"]["causes"][0]["field"] == "hostIP"

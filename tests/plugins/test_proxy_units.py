@@ -41,13 +41,13 @@ class FakeClock:
 def test_round_robin_resets_only_when_endpoints_change() -> None:
     rr = RoundRobin()
     assert rr.next(KEY) is None
-    assert rr.update(KEY, ["10.0.0.1:80", "10.0.0.2:80", "bogus", "10.0.0.3:0"])
+    assert rr.update(KEY, ["127.0.9.1:80", "127.0.9.2:80", "bogus", "127.0.9.3:0"])
     assert [rr.next(KEY) for _ in range(3)] == [
-        ("10.0.0.1", 80), ("10.0.0.2", 80), ("10.0.0.1", 80)]
-    assert not rr.update(KEY, ["10.0.0.1:80", "10.0.0.2:80"])  # same list: index kept
-    assert rr.next(KEY) == ("10.0.0.2", 80)
-    assert rr.update(KEY, ["10.0.0.2:80", "10.0.0.3:80"])  # changed: index reset
-    assert rr.next(KEY) == ("10.0.0.2", 80)
+        ("127.0.9.1", 80), ("127.0.9.2", 80), ("127.0.9.1", 80)]
+    assert not rr.update(KEY, ["127.0.9.1:80", "127.0.9.2:80"])  # same list: index kept
+    assert rr.next(KEY) == ("127.0.9.2", 80)
+    assert rr.update(KEY, ["127.0.9.2:80", "127.0.9.3:80"])  # changed: index reset
+    assert rr.next(KEY) == ("127.0.9.2", 80)
     rr.remove(KEY)
     assert rr.next(KEY) is None
 
@@ -55,17 +55,17 @@ def test_round_robin_resets_only_when_endpoints_change() -> None:
 def test_affinity_sticks_expires_and_can_be_skipped() -> None:
     clock = FakeClock()
     rr = RoundRobin(affinity=True, affinity_timeout=10, clock=clock)
-    rr.update(KEY, ["10.0.0.1:80", "10.0.0.2:80"])
-    assert rr.next(KEY, "1.1.1.1") == ("10.0.0.1", 80)
-    assert rr.next(KEY, "2.2.2.2") == ("10.0.0.2", 80)
-    assert rr.next(KEY, "1.1.1.1") == ("10.0.0.1", 80)
+    rr.update(KEY, ["127.0.9.1:80", "127.0.9.2:80"])
+    assert rr.next(KEY, "1.1.1.1") == ("127.0.9.1", 80)
+    assert rr.next(KEY, "2.2.2.2") == ("127.0.9.2", 80)
+    assert rr.next(KEY, "1.1.1.1") == ("127.0.9.1", 80)
     clock.now = 9  # each use refreshes the affinity
-    assert rr.next(KEY, "1.1.1.1") == ("10.0.0.1", 80)
-    assert rr.next(KEY, "1.1.1.1", sticky=False) == ("10.0.0.1", 80)  # next in turn
-    assert rr.next(KEY, "1.1.1.1") == ("10.0.0.1", 80)
+    assert rr.next(KEY, "1.1.1.1") == ("127.0.9.1", 80)
+    assert rr.next(KEY, "1.1.1.1", sticky=False) == ("127.0.9.1", 80)  # next in turn
+    assert rr.next(KEY, "1.1.1.1") == ("127.0.9.1", 80)
     clock.now = 30  # expired: round robin again
-    assert rr.next(KEY, "2.2.2.2") == ("10.0.0.2", 80)
-    assert rr.next(KEY, "2.2.2.2") == ("10.0.0.2", 80)
+    assert rr.next(KEY, "2.2.2.2") == ("127.0.9.2", 80)
+    assert rr.next(KEY, "2.2.2.2") == ("127.0.9.2", 80)
 
 
 def test_parse_endpoint() -> None:
@@ -87,11 +87,11 @@ def test_service_key_defaults_the_namespace() -> None:
 def test_portals_explicit_stable_and_unique() -> None:
     portals = PortalAllocator("127.77.0.0/16")
     a, b, c = ("default", "a"), ("default", "b"), ("other", "c")
-    first = portals.assign({a: "", b: "10.0.0.5", c: "127.77.9.9"})
+    first = portals.assign({a: "", b: "127.0.9.5", c: "127.77.9.9"})
     assert first[c] == "127.77.9.9"  # in the range: used as given
     assert len(set(first.values())) == 3
     assert all(portals.contains(ip) for ip in first.values())
-    assert portals.assign({b: "10.0.0.5", a: ""}) == {a: first[a], b: first[b]}
+    assert portals.assign({b: "127.0.9.5", a: ""}) == {a: first[a], b: first[b]}
     # A fresh allocator (a restart) derives the same addresses.
     assert PortalAllocator("127.77.0.0/16").assign({a: "", b: ""}) == {a: first[a], b: first[b]}
     # An explicit claim wins over an allocation.
@@ -119,7 +119,7 @@ def test_config_defaults_and_validation() -> None:
     assert ProxyUserspaceConfig(portal_net="").portal_net == ""
     assert ProxyUserspaceConfig(portal_net="127.5.0.1/24").portal_net == "127.5.0.0/24"
     bad: dict[str, Any]
-    for bad in ({"portal_net": "10.0.0.0/8"}, {"portal_net": "nonsense"},
+    for bad in ({"portal_net": "100.64.0.0/10"}, {"portal_net": "nonsense"},
                 {"bind_address": "localhost"}, {"dial_timeouts": []},
                 {"dial_timeouts": [1, 0]}, {"udp_idle_timeout": 0}, {"nosuch": 1}):
         with pytest.raises(ValidationError):

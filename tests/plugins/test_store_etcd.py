@@ -131,12 +131,12 @@ def test_plugin_config(tmp_path: Path) -> None:
     loaded = plugins.load(["store_etcd"])
     raw = {
         "kubecore": {"data_dir": str(tmp_path)},
-        "store_etcd": {"endpoints": ["10.0.0.1:2379", "10.0.0.2:2379"], "prefix": "/k"},
+        "store_etcd": {"endpoints": ["127.0.9.1:2379", "127.0.9.2:2379"], "prefix": "/k"},
     }
     ctx = kernel.prepare(raw, loaded)
     store = ctx.hook.kubecore_store(ctx=ctx)
     assert isinstance(store, EtcdStore)
-    assert store.endpoints == [("10.0.0.1", 2379), ("10.0.0.2", 2379)]
+    assert store.endpoints == [("127.0.9.1", 2379), ("127.0.9.2", 2379)]
     assert store.prefix == "/k"
     default = ctx.hook.kubecore_store(ctx=kernel.prepare({}, loaded))
     assert default.endpoints == [("127.0.0.1", 2379)]
