@@ -19,6 +19,7 @@ from kubecore.client import AsyncClient
 from kubecore.errors import StartupError
 from kubecore.store import Store
 from tests.apiserver.harness import TIMEOUT, StartServer
+from tests.services import service_unavailable
 
 P = "/api/v1beta1"
 
@@ -58,7 +59,7 @@ def test_token_file(tmp_path: Path) -> None:
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("openssl is not installed")
+        service_unavailable("openssl not installed: apt-get install openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
