@@ -319,7 +319,9 @@ async def test_thousand_concurrent_connections() -> None:
         await wait_until(lambda: proxier.stats(KEY).active == 0)
         assert proxier.stats(KEY).accepted == count
         nursery.cancel_scope.cancel()
-    assert open_fds() == fds  # every socket closed
+    # Every socket closed: a leak shows as more descriptors (other parts of the process,
+    # such as a log handler or a finished thread, may close one of theirs meanwhile).
+    assert open_fds() <= fds
 
 
 async def echo_transfer(port: int, size: int) -> None:
@@ -372,7 +374,7 @@ async def test_large_transfer_is_exact(config: dict[str, Any], spliced: bool) ->
         if proxier.pipes is not None:
             assert proxier.pipes.resized_bytes <= proxier.config.pipe_memory
         nursery.cancel_scope.cancel()
-    assert open_fds() == fds  # every socket and pipe closed
+    assert open_fds() <= fds  # every socket and pipe closed (see above)
 
 
 async def test_busy_connection_does_not_starve_others() -> None:
