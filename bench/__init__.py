@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Goal = Literal["ratio_at_least", "at_most"]
+Goal = Literal["ratio_at_least", "at_most", "at_least", "ratio_at_most"]
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,9 @@ class Measure:
 
     ``goal`` says how ``target`` is read: ``ratio_at_least`` means kubecore/baseline
     must be at least ``target``; ``at_most`` means kubecore's own value must be at most
-    ``target`` (in ``unit``). Without a target, ``met`` is ``None``.
+    ``target`` (in ``unit``); ``at_least`` means it must be at least ``target``;
+    ``ratio_at_most`` means kubecore/baseline must be at most ``target``.
+    Without a target, ``met`` is ``None``.
     """
 
     name: str
@@ -40,6 +42,10 @@ class Measure:
             return None
         if self.goal == "at_most":
             return self.kubecore <= self.target
+        if self.goal == "at_least":
+            return self.kubecore >= self.target
+        if self.goal == "ratio_at_most":
+            return self.ratio is not None and self.ratio <= self.target
         return self.ratio is not None and self.ratio >= self.target
 
     def as_dict(self) -> dict[str, Any]:
