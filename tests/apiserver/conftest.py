@@ -3,7 +3,6 @@ on a free loopback port, served by hypercorn in the test's nursery."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
@@ -18,6 +17,7 @@ from kubecore.apiserver.registry import Registry
 from kubecore.http import serve_asgi
 from kubecore.store import Store
 from tests.apiserver.harness import TIMEOUT, Api, StartServer
+from tests.stores import store_maker
 
 
 @pytest.fixture
@@ -32,13 +32,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 @pytest.fixture(params=["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
     """Makes the store a registry test runs on: each store plugin in turn."""
-    if request.param == "sqlite":
-        return lambda: SqliteStore(tmp_path / "store.sqlite3", synchronous="normal")
-    endpoint: str = request.getfixturevalue("etcd_endpoint")
-    from kubecore_store_etcd.store import EtcdStore
-
-    prefix = f"/kubecore-apiserver-test/{uuid.uuid4().hex[:12]}"
-    return lambda: EtcdStore([endpoint], prefix=prefix, request_timeout=5.0)
+    return store_maker(request.param, request, tmp_path, label="apiserver-test",
+                       synchronous="normal")
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ store (on the session's private etcd) a key prefix of its own.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from kubecore.store import Store
+from tests.stores import store_maker
 
 # Compaction takes a revision R: history before R is dropped, so a watch from a
 # revision below R - 1 raises Compacted and one from R - 1 still sees R onwards.
@@ -31,16 +31,8 @@ def store_factory(
     store_kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Callable[[], Store]:
     """Makes the store under test (not yet used, so no I/O has happened)."""
-    if store_kind == "sqlite":
-        from kubecore_store_sqlite import SqliteStore
-
-        return lambda: SqliteStore(tmp_path / "store.sqlite3", retain_revisions=100_000)
-
-    endpoint: str = request.getfixturevalue("etcd_endpoint")
-    from kubecore_store_etcd.store import EtcdStore
-
-    prefix = f"/kubecore-contract/{uuid.uuid4().hex[:12]}"
-    return lambda: EtcdStore([endpoint], prefix=prefix, request_timeout=5.0)
+    return store_maker(store_kind, request, tmp_path, label="contract",
+                       retain_revisions=100_000)
 
 
 @pytest.fixture

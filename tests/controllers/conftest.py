@@ -3,7 +3,6 @@ loopback port in the test's nursery, and an API client on it."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
@@ -17,6 +16,7 @@ from kubecore.apiserver.registry import Registry
 from kubecore.client import AsyncClient
 from kubecore.http import serve_asgi
 from kubecore.store import Store
+from tests.stores import store_maker
 
 
 async def _serve(nursery: trio.Nursery, store: Store) -> str:
@@ -41,13 +41,8 @@ async def client(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[AsyncCl
 @pytest.fixture(params=["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
     """Makes the store the apiserver runs on: each store plugin in turn."""
-    if request.param == "sqlite":
-        return lambda: SqliteStore(tmp_path / "store.sqlite3", synchronous="normal")
-    endpoint: str = request.getfixturevalue("etcd_endpoint")
-    from kubecore_store_etcd.store import EtcdStore
-
-    prefix = f"/kubecore-controllers-test/{uuid.uuid4().hex[:12]}"
-    return lambda: EtcdStore([endpoint], prefix=prefix, request_timeout=5.0)
+    return store_maker(request.param, request, tmp_path, label="controllers-test",
+                       synchronous="normal")
 
 
 @pytest.fixture
