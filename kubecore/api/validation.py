@@ -143,21 +143,25 @@ def _check_label_keys(labels: Mapping[str, str], field: str) -> list[Cause]:
 # ---------------------------------------------------------------------------- manifests
 
 
+def _check_unique_label(name: str, field: str, seen: set[str], what: str) -> list[Cause]:
+    """Why ``name`` is not a DNS label unique among ``seen`` (nothing when it is, and it
+    is then added to ``seen``)."""
+    if not name:
+        return [_required(field)]
+    if not is_dns_label(name):
+        return [_invalid(field, name, f"must be a DNS label ({DNS_LABEL_HELP})")]
+    if name in seen:
+        return [Cause(Reason.DUPLICATE, f"duplicate {what} {name!r}", field)]
+    seen.add(name)
+    return []
+
+
 def _check_volumes(volumes: Sequence[Volume], path: str) -> tuple[set[str], list[Cause]]:
     names: set[str] = set()
     causes: list[Cause] = []
     for i, volume in enumerate(volumes):
         at = _at(path, f"[{i}]")
-        if not volume.name:
-            causes.append(_required(_at(at, "name")))
-        elif not is_dns_label(volume.name):
-            causes.append(_invalid(_at(at, "name"), volume.name,
-                                   f"must be a DNS label ({DNS_LABEL_HELP})"))
-        elif volume.name in names:
-            causes.append(Cause(Reason.DUPLICATE, f"duplicate volume {volume.name!r}",
-                                _at(at, "name")))
-        else:
-            names.add(volume.name)
+        causes += _check_unique_label(volume.name, _at(at, "name"), names, "volume")
         source = volume.source
         if source is None:
             continue  # an empty directory
@@ -188,14 +192,7 @@ def _check_ports(ports: Sequence[Port], path: str) -> list[Cause]:
     for j, port in enumerate(ports):
         at = _at(path, f"[{j}]")
         if port.name:
-            if not is_dns_label(port.name):
-                causes.append(_invalid(_at(at, "name"), port.name,
-                                       f"must be a DNS label ({DNS_LABEL_HELP})"))
-            elif port.name in names:
-                causes.append(Cause(Reason.DUPLICATE, f"duplicate port name {port.name!r}",
-                                    _at(at, "name")))
-            else:
-                names.add(port.name)
+            causes += _check_unique_label(port.name, _at(at, "name"), names, "port name")
         if port.container_port == 0:
             causes.append(_required(_at(at, "containerPort")))
         elif not is_valid_port(port.container_port):
@@ -264,15 +261,7 @@ def _check_pod_spec(
     host_ports: set[int] = set()
     for i, container in enumerate(containers):
         at = _at(path, f"containers[{i}]")
-        if not container.name:
-            causes.append(_required(_at(at, "name")))
-        elif not is_dns_label(container.name):
-            causes.append(_invalid(_at(at, "name"), container.name,
-                                   f"must be a DNS label ({DNS_LABEL_HELP})"))
-        elif container.name in seen:
-            causes.append(Cause(Reason.DUPLICATE, f"duplicate container {container.name!r}",
-                                _at(at, "name")))
-        seen.add(container.name)
+        causes += _check_unique_label(container.name, _at(at, "name"), seen, "container")
         causes += _check_container(container, at, names, allow_privileged)
         for j, port in enumerate(container.ports):
             if port.host_port == 0:
