@@ -1,5 +1,6 @@
-"""source_api against a real apiserver on store_sqlite: bound pods become snapshots,
-unbound and other hosts' pods do not, deletions leave, and no apiserver yields nothing."""
+"""source_api against a real apiserver on store_sqlite: bound pods become snapshots (with
+the variables of the services created before them), unbound and other hosts' pods do
+not, deletions leave, and no apiserver yields nothing."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import trio
 from kubecore_source_api import ApiSource, bound_pod
 from structlog.testing import capture_logs
 
-from kubecore.api import Pod
+from kubecore.api import Pod, Service
 from kubecore.client import AsyncClient
 from kubecore.kubelet.sources import Snapshot
 from tests.sources_api.helpers import DEADLINE, api_pod, apiserver, client_of
@@ -57,6 +58,39 @@ async def test_bound_pods_become_snapshots(tmp_path: Path) -> None:
         await client.delete(Pod, "early")
         await next_matching(receive, {"late"})
         nursery.cancel_scope.cancel()
+
+
+def env_of(snapshot: Snapshot, pod_id: str) -> dict[str, str]:
+    [pod] = [p for p in snapshot.pods if p.id == pod_id]
+    [container] = pod.spec.containers
+    return {e.name: e.value for e in container.env}
+
+
+async def test_pods_get_the_variables_of_services_created_before_them(tmp_path: Path) -> None:
+    async with apiserver(tmp_path) as url, client_of(url) as client:
+        db = await client.create(Service(id="db", port=5432, selector={"app": "db"}))
+        await client.create(api_pod("early", ["sleep", "60"]))
+        await client.bind("early", "node1")
+        # Creation times have whole seconds: "cache" is strictly newer than "early".
+        await trio.sleep(1.1)
+        cache = await client.create(Service(id="cache", port=6379, selector={"app": "c"}))
+        await client.create(api_pod("late", ["sleep", "60"]))
+        await client.bind("late", "node1")
+
+        for _ in range(2):  # a restarted source gives the same variables
+            send, receive = trio.open_memory_channel[Snapshot](100)
+            source = ApiSource(lambda: client_of_url(url), "node1", retry_min=0.05)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(collect, source, send)
+                snapshot = await next_matching(receive, {"early", "late"})
+                nursery.cancel_scope.cancel()
+            early, late = env_of(snapshot, "early"), env_of(snapshot, "late")
+            assert early["DB_SERVICE_HOST"] == db.portal_ip
+            assert early["DB_SERVICE_PORT"] == "5432"
+            assert early["DB_PORT"] == f"tcp://{db.portal_ip}:5432"
+            assert not any(name.startswith("CACHE_") for name in early)
+            assert late["CACHE_SERVICE_HOST"] == cache.portal_ip
+            assert late["DB_SERVICE_HOST"] == db.portal_ip
 
 
 def client_of_url(url: str) -> AsyncClient:

@@ -8,6 +8,14 @@ is the pod's manifest (volumes, containers, restart policy) plus its node select
 A snapshot equal to the last one yielded (a status update touches no spec) is not
 yielded again.
 
+Service environment variables (v0.5 appends them at binding, into the host's BoundPods,
+which only an etcd source reads): when a pod is first seen, the services are listed
+(every namespace) and those created no later than the pod give its containers'
+variables (:func:`kubecore.apiserver.envvars.service_env`), appended to their own. They
+are kept for as long as the pod is bound, so a service created or deleted later changes
+no running pod; the creation-time rule gives the same variables after a kubelet
+restart, so adopted containers keep their hash.
+
 A watch that ends, or answers 410 Gone, is followed by a new list at once (after a
 pause if the previous watch lasted under a second). An unreachable apiserver or
 another error keeps the last snapshot in force and retries after ``retry_min`` seconds,
@@ -16,11 +24,12 @@ doubling to ``retry_max``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 import trio
 
-from kubecore.api import DEFAULT_NAMESPACE, BoundPod, Pod, PodSpec
+from kubecore.api import DEFAULT_NAMESPACE, BoundPod, EnvVar, Pod, PodSpec, Service
+from kubecore.apiserver.envvars import service_env
 from kubecore.client import ApiError, AsyncClient, ClientError
 from kubecore.kubelet.sources import Snapshot
 from kubecore.log import get_logger
@@ -31,25 +40,57 @@ SOURCE_NAME = "api"
 HOST_FIELD = "DesiredState.Host"
 
 
-def bound_pod(pod: Pod) -> BoundPod:
-    """The BoundPod the kubelet runs for API pod ``pod``."""
+def bound_pod(pod: Pod, env: Sequence[EnvVar] = ()) -> BoundPod:
+    """The BoundPod the kubelet runs for API pod ``pod``, ``env`` appended to each
+    container's environment."""
     manifest = pod.desired_state.manifest
+    containers = manifest.containers
+    if env:
+        containers = [c.model_copy(update={"env": [*c.env, *env]}, deep=True)
+                      for c in containers]
     return BoundPod(
         id=pod.id,
         uid=pod.uid,
         namespace=pod.namespace or DEFAULT_NAMESPACE,
         creation_timestamp=pod.creation_timestamp,
         self_link=f"/api/v1beta1/boundPods/{pod.id}",
-        spec=PodSpec(volumes=manifest.volumes, containers=manifest.containers,
+        spec=PodSpec(volumes=manifest.volumes, containers=containers,
                      restart_policy=manifest.restart_policy,
                      node_selector=pod.node_selector),
     )
 
 
-def snapshot_of(pods: Iterable[Pod]) -> Snapshot:
-    """A full snapshot of ``pods`` in (namespace, id) order."""
+def snapshot_of(pods: Iterable[Pod],
+                envs: Mapping[str, Sequence[EnvVar]] | None = None) -> Snapshot:
+    """A full snapshot of ``pods`` in (namespace, id) order; ``envs`` maps a pod uid to
+    the service variables its containers get."""
     ordered = sorted(pods, key=lambda p: (p.namespace or DEFAULT_NAMESPACE, p.id))
-    return Snapshot(pods=tuple(bound_pod(pod) for pod in ordered))
+    envs = envs or {}
+    return Snapshot(pods=tuple(bound_pod(pod, envs.get(pod.uid, ())) for pod in ordered))
+
+
+def services_for(pod: Pod, services: Iterable[Service]) -> list[EnvVar]:
+    """The service variables of ``pod``: those of the services created no later than
+    the pod (all of them when either has no creation time)."""
+    created = pod.creation_timestamp
+    return service_env(
+        s for s in services
+        if created is None or s.creation_timestamp is None
+        or s.creation_timestamp <= created
+    )
+
+
+async def _update_envs(client: AsyncClient, pods: Iterable[Pod],
+                       envs: dict[str, list[EnvVar]]) -> None:
+    """Give each pod not yet in ``envs`` its variables; forget pods no longer bound."""
+    current = {pod.uid: pod for pod in pods}
+    for uid in set(envs) - set(current):
+        del envs[uid]
+    new = [pod for uid, pod in current.items() if uid not in envs]
+    if new:
+        services = (await client.list(Service)).items
+        for pod in new:
+            envs[pod.uid] = services_for(pod, services)
 
 
 def _key(pod: Pod) -> tuple[str, str]:
@@ -89,13 +130,15 @@ class ApiSource:
         assert client is not None
         fields = {HOST_FIELD: self.hostname}
         last: Snapshot | None = None
+        envs: dict[str, list[EnvVar]] = {}
         delay = self.retry_min
         try:
             while True:
                 try:
                     listed = await client.list(Pod, fields=fields)
                     pods = {_key(pod): pod for pod in listed.items}
-                    snapshot = snapshot_of(pods.values())
+                    await _update_envs(client, pods.values(), envs)
+                    snapshot = snapshot_of(pods.values(), envs)
                     if snapshot != last:
                         last = snapshot
                         yield snapshot
@@ -107,7 +150,8 @@ class ApiSource:
                                 pods.pop(_key(event.object), None)
                             else:
                                 pods[_key(event.object)] = event.object
-                            snapshot = snapshot_of(pods.values())
+                            await _update_envs(client, pods.values(), envs)
+                            snapshot = snapshot_of(pods.values(), envs)
                             if snapshot != last:
                                 last = snapshot
                                 yield snapshot
