@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kubecore.cli import main
 from kubecore.cli.validate import validate
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "manifests"
@@ -114,9 +115,11 @@ def test_privileged_needs_the_flag(tmp_path: Path) -> None:
 
 
 def test_filename_is_required() -> None:
-    result = run()
-    assert result.exit_code == 2
-    assert "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["validate"], prog_name="kubecore")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: Missing option '-f' / '--filename' (see 'kubecore validate --help')\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -140,3 +143,26 @@ def test_arbitrary_input_exits_cleanly(content: bytes) -> None:
     result = run("-f", "-", stdin=content)
     assert result.exit_code in (0, 1)
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["create", "--bogus"], "No such option '--bogus' (see 'kubecore create --help')"),
+        (["bogus"], "No such command 'bogus' (see 'kubecore --help')"),
+        (["resize", "web"], "Missing argument 'REPLICAS' (see 'kubecore resize --help')"),
+        (["get", "pods", "-o", "xml"], "Invalid value for '-o' / '--output'"),
+    ],
+)
+def test_usage_mistakes_are_one_line_and_status_1(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, args, prog_name="kubecore")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {message}")
+    assert result.stderr.count("\n") == 1
+    assert result.stdout == ""
+
+
+def test_help_and_version_still_exit_0() -> None:
+    assert CliRunner().invoke(main, ["--help"]).exit_code == 0
+    version = CliRunner().invoke(main, ["--version"], prog_name="kubecore")
+    assert (version.exit_code, version.stdout.startswith("kubecore, version")) == (0, True)
