@@ -15,7 +15,10 @@ Measured, alternating the variants round by round (medians over rounds):
   ``os.sendfile`` from a cached file to a sink reading into a 4 MiB buffer; one
   transfer per variant is checked byte for byte (SHA-256 at the sink) before timing;
 - sequential connection rate and latency: connect, 64-byte request, 64-byte reply,
-  close; the latency of one connection is connect + request + reply.
+  close; the latency of one connection is connect + request + reply;
+- the proxy processes' CPU time (all threads, from ``/proc``) per
+  connection of those rounds: what a connection costs the proxy, which other load on
+  the machine disturbs much less than rates and latencies.
 
 All traffic stays on 127.0.0.1.
 """
@@ -70,6 +73,7 @@ class Samples:
     rate: dict[str, list[float]] = field(default_factory=dict)
     p50: dict[str, list[float]] = field(default_factory=dict)
     p99: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)  # us per connection
 
     def add(self, table: dict[str, list[float]], variant: str, value: float) -> None:
         table.setdefault(variant, []).append(value)
@@ -175,7 +179,8 @@ def machine_details() -> dict[str, object]:
         "haproxy": haproxy_version(),
         "haproxy_config": "mode tcp, option splice-request/splice-response, nbthread 1,"
                           " tune.pipesize 1048576",
-        "kubecore_proxy": "proxy_userspace defaults (splice after 64 KiB, 1 MiB pipes)",
+        "kubecore_proxy": "proxy_userspace defaults (TCP in its own epoll thread, splice after"
+                          " 64 KiB, 1 MiB pipes)",
         "pipe_max_size": pipe_max,
     }
 
@@ -267,6 +272,21 @@ def connections(port: int, count: int) -> tuple[float, list[float]]:
     return count / (perf() - started), latencies
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds process ``pid`` has run so far, all its threads: the scheduler's
+    nanosecond counts (``/proc/PID/task/*/schedstat``) where the kernel keeps them, else
+    user + system time in clock ticks (``/proc/PID/stat``)."""
+    total, read = 0, 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):  # ended, or no such file
+            total += int((task / "schedstat").read_text().split()[0])
+            read += 1
+    if read:
+        return total / 1e9
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -282,8 +302,9 @@ def rotations(rounds: int) -> Iterator[tuple[str, ...]]:
         yield VARIANTS[shift:] + VARIANTS[:shift]
 
 
-def measure(plan: Plan, ports: dict[str, int], payload: Path, digest: bytes,
-            say: Callable[[str], None]) -> Samples:
+def measure(plan: Plan, ports: dict[str, int], pids: dict[str, int], payload: Path,
+            digest: bytes, say: Callable[[str], None]) -> Samples:
+    """``pids``: the proxy processes (not ``direct``), whose CPU time is measured."""
     samples = Samples()
     for port in ports.values():
         verify(port, payload, plan.bulk_bytes, digest)
@@ -302,19 +323,27 @@ def measure(plan: Plan, ports: dict[str, int], payload: Path, digest: bytes,
         # Small batches, alternating, so load from elsewhere on the machine hits all
         # variants alike.
         seconds = dict.fromkeys(VARIANTS, 0.0)
+        used = dict.fromkeys(pids, 0.0)
         latencies: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
         for order in rotations(batches):
             for variant in order:
+                pid = pids.get(variant)
+                before = cpu_seconds(pid) if pid is not None else 0.0
                 rate, batch_latencies = connections(ports[variant], plan.batch)
+                if pid is not None:
+                    used[variant] += cpu_seconds(pid) - before
                 seconds[variant] += plan.batch / rate
                 latencies[variant] += batch_latencies
         for variant in VARIANTS:
             samples.add(samples.rate, variant, batches * plan.batch / seconds[variant])
             samples.add(samples.p50, variant, percentile(latencies[variant], 0.50))
             samples.add(samples.p99, variant, percentile(latencies[variant], 0.99))
+        for variant, cpu in used.items():
+            samples.add(samples.cpu, variant, cpu / (batches * plan.batch) * 1e6)
         say(f"connection round {number}: " + ", ".join(
             f"{v} {samples.rate[v][-1]:,.0f}/s p50 {samples.p50[v][-1]:.3f} ms"
-            for v in VARIANTS))
+            for v in VARIANTS) + "; CPU per connection: " + ", ".join(
+            f"{v} {samples.cpu[v][-1]:.0f} us" for v in pids))
     return samples
 
 
@@ -337,6 +366,8 @@ def summarize(samples: Samples) -> list[Measure]:
                 goal="at_most"),
         Measure("added latency p99", "ms", med(samples.p99, "kubecore") - direct_p99,
                 med(samples.p99, "haproxy") - direct_p99, "haproxy"),
+        Measure("proxy CPU per connection", "us", med(samples.cpu, "kubecore"),
+                med(samples.cpu, "haproxy"), "haproxy"),
     ]
 
 
@@ -356,6 +387,7 @@ def run(quick: bool) -> list[Measure]:
         payload, digest = make_payload(workdir, plan.bulk_bytes)
         with backend() as backend_port, contextlib.ExitStack() as stack:
             ports = {"direct": backend_port, "kubecore": free_port(), "haproxy": free_port()}
+            pids: dict[str, int] = {}
             for name, command in (
                 ("kubecore", kubecore_config(workdir, ports["kubecore"], backend_port)),
                 ("haproxy", haproxy_config(workdir, ports["haproxy"], backend_port)),
@@ -363,5 +395,6 @@ def run(quick: bool) -> list[Measure]:
                 log = workdir / f"{name}.log"
                 proc = stack.enter_context(process(command, log, name))
                 wait_listening(ports[name], proc, name, log)
-            samples = measure(plan, ports, payload, digest, say)
+                pids[name] = proc.pid
+            samples = measure(plan, ports, pids, payload, digest, say)
     return summarize(samples)

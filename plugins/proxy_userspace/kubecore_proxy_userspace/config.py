@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from kubecore.config import SectionModel
 
@@ -22,6 +23,13 @@ class ProxyUserspaceConfig(SectionModel):
         default="127.77.0.0/16",
         description="loopback range for per-service portal IPs (each service also binds"
         " portalIP:port, so services may share a port); empty = no portals",
+    )
+    config_source: Literal["auto", "api", "etcd", "file"] = Field(
+        default="auto",
+        description="where services and endpoints come from: api (list and watch the"
+        " apiserver), etcd (read and watch the cluster store's keys, through the run's"
+        " store plugin: store_etcd's endpoints and prefix), file (services_file); auto ="
+        " file when services_file is set, else api",
     )
     services_file: Path | None = Field(
         default=None,
@@ -96,3 +104,9 @@ class ProxyUserspaceConfig(SectionModel):
         if any(timeout <= 0 for timeout in value):
             raise ValueError("every dial timeout must be > 0")
         return value
+
+    @model_validator(mode="after")
+    def _file_source_has_file(self) -> ProxyUserspaceConfig:
+        if self.config_source == "file" and self.services_file is None:
+            raise ValueError('config_source = "file" needs services_file')
+        return self

@@ -3,14 +3,19 @@
 Each service gets a listener on ``bind_address:port`` and, with a portal network, one
 on ``portalIP:port``. ``apply`` compares each service's wanted addresses with what is
 open: an unchanged service keeps its sockets, a changed one has its listeners closed
-and reopened, a removed one is closed (its TCP connections run in the proxier's
-nursery, not the listener's, so they finish). A bind that fails (address in use) is
-logged once and retried on the next ``apply``.
+and reopened, a removed one is closed (its TCP connections belong to the data path,
+not to the listener, so they finish). A bind that fails (address in use) is logged
+once and retried on the next ``apply``.
+
+TCP listeners and connections are served by a :class:`~.reactor.Reactor` thread that
+:meth:`UserspaceProxier.run` starts, and stops (closing every connection) when it
+ends; UDP listeners are trio tasks in the proxier's nursery.
 """
 
 from __future__ import annotations
 
 import errno
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,9 +28,10 @@ from kubecore_proxy_userspace.balancer import RoundRobin
 from kubecore_proxy_userspace.config import ProxyUserspaceConfig
 from kubecore_proxy_userspace.pipes import PipePool
 from kubecore_proxy_userspace.portals import PortalAllocator
-from kubecore_proxy_userspace.route import Route, ServiceStats
+from kubecore_proxy_userspace.reactor import Reactor, TcpListener
+from kubecore_proxy_userspace.route import Route, ServiceStats, close_socket
 from kubecore_proxy_userspace.splice import HAVE_SPLICE, PumpOptions
-from kubecore_proxy_userspace.tcp import TcpListener, TcpOptions, open_tcp_listener
+from kubecore_proxy_userspace.tcp import TcpOptions, forward_connection, open_tcp_listener
 from kubecore_proxy_userspace.udp import UdpListener, open_udp_socket
 
 if TYPE_CHECKING:
@@ -81,6 +87,14 @@ class UserspaceProxier:
             pipes=self.pipes if HAVE_SPLICE else None,
         )
         self.tcp_options = TcpOptions(dial_timeouts=tuple(cfg.dial_timeouts), pump=pump)
+        # Connections handed to trio (endpoints given by name) copy: the pipe pool
+        # belongs to the reactor thread.
+        self.trio_tcp_options = TcpOptions(
+            dial_timeouts=self.tcp_options.dial_timeouts,
+            pump=PumpOptions(copy_buffer=cfg.copy_buffer, splice_after=cfg.splice_after),
+        )
+        self._reactor: Reactor | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
         self._served: dict[ServiceKey, _Served] = {}
         self._stats: dict[ServiceKey, ServiceStats] = {}
         self._wanted: tuple[list[Service], list[Endpoints]] = ([], [])
@@ -91,7 +105,11 @@ class UserspaceProxier:
     # -- the Proxier contract ---------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; listeners and connections live in this task."""
+        """Serve until cancelled; UDP listeners and connections handed over to trio live
+        in this task, TCP listeners and connections in the reactor thread it starts."""
+        self._token = trio.lowlevel.current_trio_token()
+        reactor = self._reactor = Reactor(self.tcp_options, self._hand_off)
+        reactor.start()
         try:
             async with trio.open_nursery() as nursery:
                 async with self._lock:
@@ -101,6 +119,8 @@ class UserspaceProxier:
                 await trio.sleep_forever()
         finally:
             self._nursery = None
+            reactor.stop()  # every connection closed, the thread ended
+            self._reactor = None
             for served in self._served.values():
                 self._close_all(served)
             self._served.clear()
@@ -234,7 +254,10 @@ class UserspaceProxier:
             if served.failed.pop(address, None) is not None:
                 log.info("listening after earlier failure", service=_name(served.route.key))
             served.listeners[address] = listener
-            self._nursery.start_soon(listener.serve, self._nursery)
+            if isinstance(listener, TcpListener):
+                listener.start()
+            else:
+                self._nursery.start_soon(listener.serve, self._nursery)
             log.info("service listening", service=_name(served.route.key),
                      protocol=served.spec.protocol, address=f"{address[0]}:{address[1]}",
                      portal=address[0] == served.spec.portal_ip)
@@ -245,8 +268,31 @@ class UserspaceProxier:
         if served.spec.protocol == "UDP":
             return UdpListener(open_udp_socket(host, port), served.route,
                                idle_timeout=cfg.udp_idle_timeout, bufsize=cfg.copy_buffer)
+        assert self._reactor is not None
         return TcpListener(open_tcp_listener(host, port, cfg.backlog), served.route,
-                           self.tcp_options)
+                           self._reactor)
+
+    def _hand_off(self, client: socket.socket, client_ip: str, route: Route,
+                  endpoint: Address) -> None:
+        """From the reactor thread: forward ``client`` in trio (see :mod:`.tcp`)."""
+        token = self._token
+        try:
+            if token is None:
+                raise trio.RunFinishedError
+            token.run_sync_soon(self._forward, client, client_ip, route, endpoint)
+        except trio.RunFinishedError:
+            close_socket(client)
+            route.stats.connection_closed()
+
+    def _forward(self, client: socket.socket, client_ip: str, route: Route,
+                 endpoint: Address) -> None:
+        nursery = self._nursery
+        if nursery is None:  # stopping
+            close_socket(client)
+            route.stats.connection_closed()
+            return
+        nursery.start_soon(forward_connection, client, client_ip, route,
+                           self.trio_tcp_options, endpoint, nursery)
 
     def _bind_problem(self, exc: OSError, address: Address, protocol: str) -> str:
         if exc.errno != errno.EADDRINUSE:

@@ -1,8 +1,10 @@
-"""TCP: a listening socket, its accept loop, and each connection's dial and relay.
+"""TCP in trio: listening sockets, and the connections the data path hands over.
 
-Sockets are plain non-blocking stdlib sockets waited on through trio's I/O manager
-(no ``SocketStream``): the per-connection cost of the high-level stream API is about a
-third of the connection rate.
+Connections normally run in the reactor thread (:mod:`kubecore_proxy_userspace.reactor`).
+One whose endpoint is given by name comes here: the name is resolved in a thread and
+the connection forwarded by trio tasks, on plain non-blocking stdlib sockets waited on
+through trio's I/O manager (no ``SocketStream``: its per-connection cost is about a
+third of the connection rate).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import trio
-from trio.lowlevel import checkpoint, wait_readable, wait_writable
+from trio.lowlevel import wait_writable
 
 from kubecore.log import get_logger
 from kubecore_proxy_userspace.route import (
@@ -28,11 +30,6 @@ from kubecore_proxy_userspace.route import (
 from kubecore_proxy_userspace.splice import PumpOptions, pump
 
 log = get_logger("kubecore.proxy_userspace")
-
-# accept() errors that mean "out of resources": back off instead of spinning.
-_RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-ACCEPT_BACKOFF = 0.1
-ACCEPTS_PER_ROUND = 16
 
 
 @dataclass
@@ -58,118 +55,69 @@ def open_tcp_listener(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
-class TcpListener:
-    """Accepts on one socket and forwards every connection to an endpoint of its route.
-
-    Connections run in the nursery given to :meth:`serve`, not in the listener, so
-    :meth:`close` stops accepting at once while open connections finish.
-    """
-
-    protocol = "TCP"
-
-    def __init__(self, sock: socket.socket, route: Route, options: TcpOptions) -> None:
-        self.sock = sock
-        self.address: tuple[str, int] = sock.getsockname()[:2]
-        self.route = route
-        self.options = options
-        self._scope = trio.CancelScope()
-
-    def close(self) -> None:
-        """Stop accepting and free the port (connections already accepted go on)."""
-        self._scope.cancel()
-        close_socket(self.sock, waited_on=True)
-
-    async def serve(
-        self,
-        connections: trio.Nursery,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Accept until closed; each connection becomes a task in ``connections``."""
-        with self._scope:
-            task_status.started()
-            with contextlib.suppress(trio.ClosedResourceError):  # closed while waiting
-                await self._accept_loop(connections)
-
-    async def _accept_loop(self, connections: trio.Nursery) -> None:
-        sock = self.sock
-        stats = self.route.stats
-        while True:
-            for _ in range(ACCEPTS_PER_ROUND):
-                try:
-                    conn, peer = sock.accept()
-                except BlockingIOError:
-                    await wait_readable(sock)
-                    break
-                except OSError as exc:
-                    if sock.fileno() < 0:
-                        return
-                    if exc.errno in _RESOURCE_ERRORS:
-                        log.warning("accept failed", address=self.address, error=exc.strerror)
-                        await trio.sleep(ACCEPT_BACKOFF)
-                        break
-                    continue  # ECONNABORTED and kin: that client is gone
-                conn.setblocking(False)
-                stats.accepted += 1
-                stats.active += 1
-                connections.start_soon(self._connection, connections, conn, peer[0])
-            else:
-                await checkpoint()  # a flood of connections must not starve the rest
-
-    async def _connection(
-        self, connections: trio.Nursery, client: socket.socket, client_ip: str
-    ) -> None:
-        """Dial an endpoint, then forward: this task carries client -> endpoint, a
-        second one endpoint -> client (no nursery per connection: see :class:`_Pair`)."""
-        try:
-            backend = await self._dial(client_ip)
-        except OSError as exc:  # no descriptor or buffer for the endpoint socket
-            if self.route.should_warn():
-                log.warning("cannot open a socket to an endpoint",
-                            service="/".join(self.route.key), error=exc.strerror)
-            backend = None
-        except BaseException:
-            close_socket(client)
-            self.route.stats.connection_closed()
-            raise
-        if backend is None:
-            close_socket(client)
-            self.route.stats.connection_closed()
-            return
-        pair = _Pair(client, backend, self.route.stats)
-        pump = self.options.pump
-        connections.start_soon(pair.direction, backend, client, pump, True)
-        await pair.direction(client, backend, pump, False)
-
-    async def _dial(self, client_ip: str) -> socket.socket | None:
-        """A connected socket to the first endpoint that answers, trying the next
-        endpoint (round robin) after each failure; ``None`` when there is none."""
-        route = self.route
-        for attempt, timeout in enumerate(self.options.dial_timeouts):
-            endpoint = route.next(client_ip, sticky=attempt == 0)
-            if endpoint is None:
-                route.stats.no_endpoints += 1
-                return None
-            sock = socket.socket(family_of(endpoint[0]), socket.SOCK_STREAM)
-            sock.setblocking(False)
-            try:
-                error = await _connect(sock, endpoint, seconds=timeout)
-            except BaseException:
-                close_socket(sock)
-                raise
-            if error == 0:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return sock
-            close_socket(sock)
-            route.stats.dial_failures += 1
-            log.debug("endpoint did not answer", service="/".join(route.key),
-                      endpoint=f"{endpoint[0]}:{endpoint[1]}", error=errno.errorcode.get(error))
-        route.stats.unreachable += 1
+async def forward_connection(
+    client: socket.socket,
+    client_ip: str,
+    route: Route,
+    options: TcpOptions,
+    first: tuple[str, int],
+    connections: trio.Nursery,
+) -> None:
+    """Dial (starting with ``first``, then the route's next endpoints), then forward:
+    this task carries client -> endpoint, a second one endpoint -> client (no nursery
+    per connection: see :class:`_Pair`). The connection is already counted as active;
+    it is counted closed here."""
+    try:
+        backend = await _dial(route, options, client_ip, first)
+    except OSError as exc:  # no descriptor or buffer for the endpoint socket
         if route.should_warn():
-            log.warning("no endpoint answered; closing the connection",
-                        service="/".join(route.key), attempts=len(self.options.dial_timeouts),
-                        unreachable_total=route.stats.unreachable)
-        return None
+            log.warning("cannot open a socket to an endpoint",
+                        service="/".join(route.key), error=exc.strerror)
+        backend = None
+    except BaseException:
+        close_socket(client)
+        route.stats.connection_closed()
+        raise
+    if backend is None:
+        close_socket(client)
+        route.stats.connection_closed()
+        return
+    pair = _Pair(client, backend, route.stats)
+    pump = options.pump
+    connections.start_soon(pair.direction, backend, client, pump, True)
+    await pair.direction(client, backend, pump, False)
+
+
+async def _dial(route: Route, options: TcpOptions, client_ip: str,
+                first: tuple[str, int] | None) -> socket.socket | None:
+    """A connected socket to the first endpoint that answers, trying the next
+    endpoint (round robin) after each failure; ``None`` when there is none."""
+    for attempt, timeout in enumerate(options.dial_timeouts):
+        endpoint = first if attempt == 0 and first is not None else \
+            route.next(client_ip, sticky=attempt == 0)
+        if endpoint is None:
+            route.stats.no_endpoints += 1
+            return None
+        sock = socket.socket(family_of(endpoint[0]), socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            error = await _connect(sock, endpoint, seconds=timeout)
+        except BaseException:
+            close_socket(sock)
+            raise
+        if error == 0:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        close_socket(sock)
+        route.stats.dial_failures += 1
+        log.debug("endpoint did not answer", service="/".join(route.key),
+                  endpoint=f"{endpoint[0]}:{endpoint[1]}", error=errno.errorcode.get(error))
+    route.stats.unreachable += 1
+    if route.should_warn():
+        log.warning("no endpoint answered; closing the connection",
+                    service="/".join(route.key), attempts=len(options.dial_timeouts),
+                    unreachable_total=route.stats.unreachable)
+    return None
 
 
 async def _connect(sock: socket.socket, endpoint: tuple[str, int], *, seconds: float) -> int:
