@@ -24,7 +24,7 @@ class _Group(click.Group):
     on one rule: 0 is success, 1 is a mistake, 130 an interrupt.
     """
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
