@@ -2,10 +2,13 @@
 
 - kubecore: ``kubecore run --role node --plugins runtime_docker,source_file`` watches a
   manifest directory; a one-container pod manifest is renamed into it and the time runs
-  until Docker reports the pod's infra and app containers running (polled by label);
-- direct: the same two containers started with the Docker SDK: an infra container
-  publishing the port on 127.0.0.1, then the app container joining its network
-  namespace; the time runs until both are started.
+  until the daemon's ``start`` event of the pod's second container (infra, then app);
+- direct: the same two containers started with the Docker SDK as a user would by hand:
+  an infra container publishing the port on 127.0.0.1, then the app container joining
+  its network namespace; the time runs until the daemon's ``start`` event of the app.
+
+Both end on the daemon's own event timestamps (read from its event stream, which puts
+no load on it), so neither path is measured under the other's polling.
 
 K pods each (``--quick``: 3, full: 10), alternating; medians compared. Every container
 carries the label ``kubecore.bench=podstart`` and all are removed at the end. The image
@@ -18,6 +21,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -40,37 +44,82 @@ def manifest(image: str) -> str:
     return json.dumps({"version": "v1beta1", "id": "ignored", "containers": [main]})
 
 
-def running(client: docker.DockerClient, node: str) -> int:
-    return len(client.containers.list(
-        filters={"label": [f"kubecore.node={node}"], "status": "running"}))
+class StartEvents:
+    """The daemon's ``start`` events of bench containers, read in a thread: container
+    id -> (its labels, the event's wall-clock time in seconds)."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self._stream = client.events(
+            decode=True,
+            filters={"type": "container", "event": "start",
+                     "label": [f"{k}={v}" for k, v in BENCH_LABEL.items()]})
+        self.started: dict[str, tuple[dict[str, str], float]] = {}
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for event in self._stream:
+                actor = event.get("Actor") or {}
+                with self._cond:
+                    self.started[actor.get("ID") or event.get("id", "")] = (
+                        dict(actor.get("Attributes") or {}), event["timeNano"] / 1e9)
+                    self._cond.notify_all()
+        except Exception:  # the stream was closed
+            return
+
+    def wait(self, match: dict[str, str], count: int, timeout: float = 60.0) -> float:
+        """The time of the ``count``-th start of containers whose labels include
+        ``match`` (the newest of the first ``count``)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                times = sorted(when for labels, when in self.started.values()
+                               if match.items() <= labels.items())
+                if len(times) >= count:
+                    return times[count - 1]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"{count} containers did not start within {timeout}s")
+                self._cond.wait(left)
+
+    def wait_id(self, cid: str, timeout: float = 60.0) -> float:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while cid not in self.started:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"container {cid} did not start within {timeout}s")
+                self._cond.wait(left)
+            return self.started[cid][1]
+
+    def close(self) -> None:
+        self._stream.close()
 
 
-def kubecore_start(client: docker.DockerClient, node: str, manifests: Path, image: str,
+def kubecore_start(events: StartEvents, node: str, manifests: Path, image: str,
                    index: int, expected: int) -> float:
-    """Seconds from the manifest's arrival to ``expected`` containers running."""
+    """Seconds from the manifest's arrival to the start of its last container (the
+    node's ``expected``-th)."""
     scratch = manifests.parent / f"pod{index}.json"
     scratch.write_text(manifest(image))
-    started = time.perf_counter()
+    started = time.time()
     scratch.rename(manifests / f"pod{index}.json")  # arrives whole, in one step
-    deadline = started + 60
-    while running(client, node) < expected:
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"pod {index} did not start within 60s")
-        time.sleep(0.01)
-    return time.perf_counter() - started
+    return events.wait({"kubecore.node": node}, expected) - started
 
 
-def direct_start(client: docker.DockerClient, image: str, index: int) -> float:
+def direct_start(client: docker.DockerClient, events: StartEvents, image: str) -> float:
     """Seconds to start an infra container and an app container in its namespace."""
     tag = uuid.uuid4().hex[:8]
-    started = time.perf_counter()
+    started = time.time()
     infra = client.containers.run(
         image, COMMAND, name=f"bench-infra-{tag}", detach=True, labels=BENCH_LABEL,
         ports={f"{PORT}/tcp": ("127.0.0.1", None)})
-    client.containers.run(
+    app = client.containers.run(
         image, COMMAND, name=f"bench-app-{tag}", detach=True, labels=BENCH_LABEL,
         network_mode=f"container:{infra.id}")
-    return time.perf_counter() - started
+    return events.wait_id(app.id) - started
 
 
 def cleanup(client: docker.DockerClient) -> None:
@@ -90,6 +139,7 @@ def run(quick: bool) -> list[Measure]:
     node = f"bench-podstart-{uuid.uuid4().hex[:8]}"
     kube: list[float] = []
     direct: list[float] = []
+    events = StartEvents(client)
     try:
         with tempfile.TemporaryDirectory(prefix="kubecore-bench-") as tmp:
             manifests = Path(tmp) / "manifests"
@@ -109,13 +159,14 @@ def run(quick: bool) -> list[Measure]:
             ]
             with KubecoreProcess(args, cwd=ROOT) as proc:
                 proc.wait_event("kubecore is up", timeout=60)
-                direct_start(client, image, -1)  # warm the daemon's paths once
+                direct_start(client, events, image)  # warm the daemon's paths once
                 for index in range(pods):
-                    kube.append(kubecore_start(client, node, manifests, image, index,
+                    kube.append(kubecore_start(events, node, manifests, image, index,
                                                2 * (index + 1)))
-                    direct.append(direct_start(client, image, index))
+                    direct.append(direct_start(client, events, image))
                 proc.stop()
     finally:
+        events.close()
         cleanup(client)
     k_median = statistics.median(kube) * 1000
     d_median = statistics.median(direct) * 1000

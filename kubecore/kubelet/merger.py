@@ -4,8 +4,10 @@ Each source's snapshot replaces that source's map (keyed by pod full name
 ``<id>.<namespace>.<source>``). Pods are defaulted (the namespace to ``default``, for
 every source), validated (the id must be a DNS subdomain) and annotated with
 ``kubernetes/config.source``; an invalid pod, a source's rejected entry, or a pod whose
-full name or uid another pod already has is dropped with one log line naming the
-source, the origin and the field, and nothing else is affected. Sources are ranked in
+full name or uid another pod already has is dropped with one log line and one event
+(see :mod:`kubecore.kubelet.events`) naming the source, the origin and the field, and
+nothing else is affected. Both are made when a problem first appears, not again while a
+source keeps re-sending it. Sources are ranked in
 the order they were registered: on a clash the earlier one wins.
 
 The result is published as a :class:`DesiredState` in a :class:`Latest` cell; the sync
@@ -21,6 +23,7 @@ from typing import Generic, TypeVar
 import trio
 
 from kubecore.api import BoundPod, Cause, InvalidObject, apply_defaults, validate_bound_pod
+from kubecore.kubelet.events import DUPLICATE_POD, FAILED_VALIDATION, EventRecorder
 from kubecore.kubelet.naming import SOURCE_ANNOTATION, full_name
 from kubecore.kubelet.sources import Snapshot
 from kubecore.log import get_logger
@@ -99,10 +102,11 @@ class Merger:
     """Keeps one pod map per registered source and publishes their union.
 
     ``register`` a source (in rank order) before its first snapshot; ``update`` is
-    synchronous and publishes at once.
+    synchronous and publishes at once. Rejections go to ``events`` when given.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, events: EventRecorder | None = None) -> None:
+        self.events = events
         self.desired: Latest[DesiredState] = Latest(DesiredState())
         self._order: list[str] = []  # registration keys, in rank order
         self._names: dict[str, str] = {}  # key -> source name
@@ -125,8 +129,8 @@ class Merger:
     def update(self, key: str, snapshot: Snapshot) -> DesiredState:
         """Replace source ``key``'s pods with ``snapshot``'s valid ones; publish."""
         source = self._names[key]
-        problems: list[tuple[str, InvalidObject | str]] = [
-            (rej.origin, rej.error) for rej in snapshot.rejected
+        problems: list[tuple[str, InvalidObject | str, BoundPod | None]] = [
+            (rej.origin, rej.error, None) for rej in snapshot.rejected
         ]
         pods: dict[str, DesiredPod] = {}
         for i, raw in enumerate(snapshot.pods):
@@ -136,11 +140,13 @@ class Merger:
             if not pod.uid:
                 causes.append(Cause("FieldValueRequired", "required value", "uid"))
             if causes:
-                problems.append((origin, InvalidObject("BoundPod", pod.id, causes)))
+                problems.append((origin, InvalidObject("BoundPod", pod.id, causes), pod))
                 continue
             name = full_name(pod, source)
             if name in pods:
-                problems.append((origin, f"duplicate pod {name} in the snapshot; first kept"))
+                problems.append(
+                    (origin, f"duplicate pod {name} in the snapshot; first kept", pod)
+                )
                 continue
             pod.annotations = {**pod.annotations, SOURCE_ANNOTATION: source}
             pods[name] = DesiredPod(full_name=name, source=source, pod=pod)
@@ -150,22 +156,30 @@ class Merger:
         return self._publish()
 
     def _report(
-        self, key: str, source: str, problems: Sequence[tuple[str, InvalidObject | str]]
+        self,
+        key: str,
+        source: str,
+        problems: Sequence[tuple[str, InvalidObject | str, BoundPod | None]],
     ) -> None:
-        # Sources re-send unchanged snapshots; a problem is logged when it first appears.
+        # Sources re-send unchanged snapshots; a problem is reported when it first appears.
         seen: set[tuple[str, str]] = set()
-        for origin, error in problems:
+        for origin, error, pod in problems:
             text = _problems(error)
             seen.add((origin, text))
             if (origin, text) in self._logged[key]:
                 continue
-            log.warning(
-                "pod rejected",
-                source=source,
-                origin=origin,
-                field=_first_field(error),
-                error=text,
-            )
+            field_path = _first_field(error)
+            log.warning("pod rejected", source=source, origin=origin, field=field_path,
+                        error=text)
+            if self.events is not None:
+                where = f" field {field_path}:" if field_path else ""
+                self.events.record(
+                    FAILED_VALIDATION,
+                    f"pod from source {source!r} rejected: {origin}:{where} {text}",
+                    pod_id=pod.id if pod is not None else "",
+                    namespace=pod.namespace if pod is not None else "",
+                    uid=pod.uid if pod is not None else "",
+                )
         self._logged[key] = seen
 
     def _publish(self) -> DesiredState:
@@ -180,13 +194,21 @@ class Merger:
                     clashes.add((key, name))
                     if (key, name) in self._clashes:
                         continue
+                    field_path = "uid" if clash != "full name" else "id"
                     log.warning(
                         "pod ignored: another source has it",
                         source=self._names[key],
                         pod=name,
-                        field="uid" if clash != "full name" else "id",
+                        field=field_path,
                         error=f"{clash} already used by {other}",
                     )
+                    if self.events is not None:
+                        self.events.record(
+                            DUPLICATE_POD,
+                            f"pod {name} from source {self._names[key]!r} ignored: field"
+                            f" {field_path}: {clash} already used by {other}",
+                            pod_id=pod.pod.id, namespace=pod.pod.namespace, uid=pod.uid,
+                        )
                     continue
                 merged[name] = pod
                 uids[pod.uid] = name

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from kubecore.http import serve_asgi
+from kubecore.kubelet.events import EventRecorder
 from kubecore.kubelet.merger import DesiredPod, DesiredState, Merger
 from kubecore.kubelet.sources import ManifestSource, RouteProvider
 from kubecore.kubelet.sync import SyncLoop, SyncSettings
@@ -27,7 +28,8 @@ log = get_logger("kubecore.kubelet")
 
 class Kubelet:
     """One node agent over ``runtime`` and ``sources`` (ranked in the order given);
-    ``reporter`` (optional) pushes its minion and pod status to an apiserver."""
+    ``reporter`` (optional) pushes its minion and pod status to an apiserver; ``events``
+    records rejected pods (default: kept locally only, see :mod:`.events`)."""
 
     def __init__(
         self,
@@ -39,14 +41,16 @@ class Kubelet:
         address: str = "127.0.0.1",
         port: int | None = 10250,
         reporter: StatusReporter | None = None,
+        events: EventRecorder | None = None,
     ) -> None:
         self.runtime = runtime
         self.sources = list(sources)
         self.hostname = hostname
         self.address = address
         self.port = port  # None: no HTTP server
-        self.merger = Merger()
-        self.sync = SyncLoop(runtime, self.merger.desired, settings)
+        self.events = events or EventRecorder(hostname)
+        self.merger = Merger(self.events)
+        self.sync = SyncLoop(runtime, self.merger.desired, settings, events=self.events)
         self.reporter = reporter
         self.url: str | None = None
 
@@ -83,6 +87,7 @@ class Kubelet:
                               if isinstance(source, RouteProvider) for route in source.routes()]
                     app = create_app(self, routes)
                     self.url = await nursery.start(self._serve, app)
+                await nursery.start(self.events.run)
                 for source, key in zip(self.sources, keys, strict=True):
                     nursery.start_soon(self._feed, source, key)
                 await nursery.start(self.sync.run)

@@ -5,7 +5,8 @@ for a runtime (none: no kubelet, and the log says why) and the
 ``kubecore_manifest_sources`` hook for sources, then runs :class:`~kubecore.kubelet.node.
 Kubelet` until cancelled. When the run knows an apiserver (``ctx.api_client()``), the
 kubelet registers its minion and pushes its API pods' status there
-(:mod:`kubecore.kubelet.reporter`).
+(:mod:`kubecore.kubelet.reporter`) and records its events there too
+(:mod:`kubecore.kubelet.events`; they are always readable at the kubelet's ``/events``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class KubeletConfig(SectionModel):
     max_dead_containers: int = Field(
         default=2, ge=0, description="dead instances kept per container (for logs, status)"
     )
+    gc_interval: float = Field(
+        default=60.0, ge=0, description="seconds between collections of dead containers"
+        " beyond max_dead_containers (also done in every pod sync); 0 = only then"
+    )
     host_ip: str = Field(
         default="127.0.0.1", description="the minion's hostIP (and pods' hostIP) reported"
         " to the apiserver"
@@ -67,6 +72,7 @@ class KubeletConfig(SectionModel):
             backoff_max=self.backoff_max,
             backoff_reset=self.backoff_reset,
             max_dead_containers=self.max_dead_containers,
+            gc_interval=self.gc_interval,
         )
 
 
@@ -96,6 +102,7 @@ def kubecore_components(ctx: Context) -> list[Component]:
 
     async def run(*, task_status: trio.TaskStatus[str | None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
+        from kubecore.kubelet.events import EventRecorder
         from kubecore.kubelet.node import Kubelet
 
         # After a restart of the component the first runtime is closed: ask again.
@@ -111,8 +118,10 @@ def kubecore_components(ctx: Context) -> list[Component]:
 
             reporter = StatusReporter(client, ctx.hostname, host_ip=cfg.host_ip,
                                       labels=cfg.labels)
+        events = EventRecorder(ctx.hostname, client)
         kubelet = Kubelet(runtime, _sources(ctx), cfg.sync_settings(), hostname=ctx.hostname,
-                          address=cfg.address, port=cfg.port, reporter=reporter)
+                          address=cfg.address, port=cfg.port, reporter=reporter,
+                          events=events)
         try:
             await kubelet.run(task_status=task_status)
         finally:

@@ -9,6 +9,9 @@
   ``default``).
 - ``GET /containerLogs/<namespace>/<podID>/<container>?tail=N``: the newest instance's
   output as text.
+- ``GET /events``: the node's newest events (rejected pods; see
+  :mod:`kubecore.kubelet.events`) as a v1beta1 ``EventList``, oldest first, readable
+  with or without an apiserver.
 
 Manifest sources may add their own routes (see
 :class:`kubecore.kubelet.sources.RouteProvider`); they are mounted after these.
@@ -27,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from kubecore.api import DEFAULT_NAMESPACE, BoundPods, to_dict
+from kubecore.api import API_VERSION, DEFAULT_NAMESPACE, BoundPods, EventList, to_dict
 from kubecore.kubelet.status import newest_first, pod_info
 from kubecore.runtime import ContainerError, ContainerInfo, ContainerState, ContainerStats
 
@@ -141,6 +144,11 @@ def create_app(kubelet: Kubelet, extra_routes: Sequence[BaseRoute] = ()) -> Star
             return _not_found(exc.message)
         return Response(data, media_type="text/plain; charset=utf-8")
 
+    async def events(request: Request) -> Response:
+        listed = EventList(kind="EventList", api_version=API_VERSION,
+                           items=kubelet.events.recent())
+        return JSONResponse(to_dict(listed))
+
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/podInfo", pod_info_route),
@@ -149,6 +157,7 @@ def create_app(kubelet: Kubelet, extra_routes: Sequence[BaseRoute] = ()) -> Star
         Route("/stats", stats_machine),
         Route("/stats/{pod}/{container}", stats_container),
         Route("/containerLogs/{namespace}/{pod}/{container}", container_logs),
+        Route("/events", events),
         *extra_routes,
     ]
     return Starlette(routes=routes)

@@ -3,8 +3,10 @@
 A round runs on every change of the desired state, when a restart's backoff expires,
 when a skipped pod's worker finishes, and every ``sync_frequency`` seconds otherwise.
 It lists the runtime's sandboxes and containers once, drops desired pods whose
-hostPorts collide with an earlier pod's, and hands each pod (desired or not) to its own
-worker task; a pod whose worker is still busy is skipped that round. Workers:
+hostPorts collide with an earlier pod's (v0.5's kubelet rule: a log line and a
+``hostPortConflict`` event when the conflict appears; the pod starts once the port is
+free), and hands each pod (desired or not) to its own worker task; a pod whose worker
+is still busy is skipped that round. Workers:
 
 - desired pod: ensure a ready sandbox; per container keep the running instance whose
   spec hash matches (unless its liveness probe says unhealthy), replace one whose hash
@@ -12,6 +14,20 @@ worker task; a pod whose worker is still busy is skipped that round. Workers:
   instances of containers no longer in the spec; garbage-collect dead instances beyond
   the newest ``max_dead_containers`` per container.
 - pod no longer desired (and whose source has reported): stop gracefully, remove.
+
+Every graceful stop of a running container first runs its ``preStop`` hook (see
+:mod:`kubecore.kubelet.hooks`) within the grace period; the container gets what is
+left of it between SIGTERM and SIGKILL. The hook comes from the spec the container was
+started from (remembered by pod uid, name and spec hash, so a pod that was deleted or
+changed still runs its old hook); a kubelet that restarted does not know the specs of
+pods removed while it was down, and stops those without hooks. ``postStart`` runs right
+after a start; when it fails the container is killed (v0.5), and restarts as its
+policy and backoff allow.
+
+Dead instances are also collected on a timer of their own (every ``gc_interval``
+seconds, v0.5's one-minute GC), so they go even while rounds are rare or a pod is left
+alone (its source has not reported): per pod uid and container name the newest
+``max_dead_containers`` are kept; pods whose worker is busy are skipped that time.
 
 What the runtime already runs is adopted: a container with the pod's uid and the
 current spec hash is kept, so a restarted kubelet starts nothing twice. One pod's
@@ -29,13 +45,15 @@ import trio
 
 from kubecore.api import BoundPod, Container
 from kubecore.kubelet.backoff import Backoff
+from kubecore.kubelet.events import HOST_PORT_CONFLICT, EventRecorder
 from kubecore.kubelet.hashing import container_hash
+from kubecore.kubelet.hooks import run_handler
 from kubecore.kubelet.merger import DesiredPod, DesiredState, Latest
 from kubecore.kubelet.naming import source_of
 from kubecore.kubelet.probes import UNHEALTHY, probe
 from kubecore.kubelet.status import newest_first
 from kubecore.log import get_logger
-from kubecore.runtime import ContainerInfo, ContainerState, Runtime, SandboxInfo
+from kubecore.runtime import ContainerInfo, ContainerState, PortMapping, Runtime, SandboxInfo
 
 log = get_logger("kubecore.kubelet.sync")
 
@@ -50,6 +68,7 @@ class SyncSettings:
     backoff_max: float = 300.0
     backoff_reset: float = 600.0
     max_dead_containers: int = 2
+    gc_interval: float = 60.0  # 0: no collection outside pod workers
 
 
 @dataclass
@@ -112,8 +131,10 @@ class SyncLoop:
         desired: Latest[DesiredState],
         settings: SyncSettings | None = None,
         clock: Callable[[], float] = time.time,
+        events: EventRecorder | None = None,
     ) -> None:
         self.runtime = runtime
+        self.events = events
         self.desired = desired
         self.settings = settings or SyncSettings()
         self.clock = clock
@@ -132,6 +153,10 @@ class SyncLoop:
         self._wake = trio.Event()
         self._collisions: set[str] = set()
         self._wait_scope: trio.CancelScope | None = None
+        # (pod uid, container name, spec hash) -> the spec instances were started from:
+        # where a stop finds the container's preStop hook.
+        self._specs: dict[tuple[str, str, str], Container] = {}
+        self._specs_of: DesiredState | None = None
 
     def wake(self) -> None:
         """Ask for a round now."""
@@ -139,6 +164,8 @@ class SyncLoop:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as workers:
+            if self.settings.gc_interval > 0:
+                workers.start_soon(self._gc_timer)
             task_status.started()
             while True:
                 version = self.desired.version
@@ -187,10 +214,10 @@ class SyncLoop:
 
     async def sync_once(self, workers: trio.Nursery, state: DesiredState) -> None:
         """One round: list the runtime, hand every pod to its worker (unless busy)."""
-        sandboxes = await self.runtime.list_sandboxes()
-        containers = await self.runtime.list_containers(all=True)
+        sandboxes, containers = await self._list_runtime()
         running = group_by_uid(sandboxes, containers)
         self.runtime_pods = running
+        self._remember_specs(state, running)
         wanted = self._without_collisions(state)
         wanted_uids = {pod.uid for pod in wanted}
         self.backoff.retain(lambda key: isinstance(key, tuple) and key[0] in wanted_uids)
@@ -204,6 +231,69 @@ class SyncLoop:
             if source in state.sources and source not in state.reported:
                 continue  # its source has not said yet whether it still wants it
             self._dispatch(workers, uid, self._kill_pod, present)
+
+    async def _gc_timer(self) -> None:
+        while True:
+            await trio.sleep(self.settings.gc_interval)
+            try:
+                await self.collect_garbage()
+            except Exception as exc:  # the runtime did not answer: next time
+                log.warning("garbage collection failed", error=str(exc) or type(exc).__name__)
+
+    async def collect_garbage(self) -> int:
+        """Remove dead instances beyond the newest ``max_dead_containers`` per pod uid
+        and container name, skipping pods whose worker is busy; how many went."""
+        keep = self.settings.max_dead_containers
+        groups: dict[tuple[str, str], list[ContainerInfo]] = {}
+        for info in await self.runtime.list_containers(all=True):
+            if info.state is ContainerState.EXITED:
+                groups.setdefault((info.pod_uid, info.name), []).append(info)
+        removed = 0
+        for (uid, _name), dead in groups.items():
+            if uid in self._busy or len(dead) <= keep:
+                continue
+            for info in newest_first(dead)[keep:]:
+                if uid in self._busy:
+                    break  # a worker started on the pod meanwhile: it collects itself
+                await self.runtime.remove_container(info.id)
+                removed += 1
+        if removed:
+            log.info("dead containers removed", count=removed)
+        return removed
+
+    def _remember_specs(self, state: DesiredState, running: dict[str, RuntimePod]) -> None:
+        if state is not self._specs_of:
+            self._specs_of = state
+            for desired in state.pods.values():
+                for container in desired.pod.spec.containers:
+                    key = (desired.uid, container.name, container_hash(container))
+                    self._specs[key] = container
+        alive = {pod.uid for pod in state.pods.values()} | set(running)
+        for key in [key for key in self._specs if key[0] not in alive]:
+            del self._specs[key]
+
+    async def _list_runtime(self) -> tuple[list[SandboxInfo], list[ContainerInfo]]:
+        """Sandboxes and containers, asked for concurrently (each is a round trip or
+        more to the runtime, and every round starts with them). The first failure is
+        raised as is."""
+        sandboxes: list[SandboxInfo] = []
+        errors: list[Exception] = []
+
+        async def list_sandboxes() -> None:
+            try:
+                sandboxes.extend(await self.runtime.list_sandboxes())
+            except Exception as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(list_sandboxes)
+            try:
+                containers = await self.runtime.list_containers(all=True)
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return sandboxes, containers
 
     def _without_collisions(self, state: DesiredState) -> list[DesiredPod]:
         used: dict[int, str] = {}
@@ -221,6 +311,15 @@ class SyncLoop:
                         host_ports=clash,
                         used_by=used[clash[0]],
                     )
+                    if self.events is not None:
+                        self.events.record(
+                            HOST_PORT_CONFLICT,
+                            f"pod {desired.full_name} from source {desired.source!r} not"
+                            f" started: hostPort {', '.join(map(str, clash))} already used"
+                            f" by pod {used[clash[0]]}",
+                            pod_id=desired.pod.id, namespace=desired.pod.namespace,
+                            uid=desired.uid,
+                        )
                 continue
             for port in ports:
                 used[port] = desired.full_name
@@ -252,9 +351,45 @@ class SyncLoop:
 
     # -- workers ---------------------------------------------------------------------
 
+    async def _pre_stop_all(self, infos: list[ContainerInfo],
+                            sandbox: SandboxInfo | None) -> float:
+        """Run the preStop hooks of every running one of ``infos`` concurrently; the
+        grace period left for the stops that follow."""
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for info in infos:
+                if info.state is ContainerState.RUNNING:
+                    nursery.start_soon(self._pre_stop, info, sandbox)
+        return max(0.0, self.settings.grace_period - (trio.current_time() - started))
+
+    async def _pre_stop(self, info: ContainerInfo, sandbox: SandboxInfo | None) -> None:
+        container = self._specs.get((info.pod_uid, info.name, info.spec_hash))
+        hook = container.lifecycle.pre_stop if container and container.lifecycle else None
+        if container is None or hook is None:
+            return
+        mappings: list[PortMapping] = list(sandbox.ports) if sandbox else []
+        ip = (sandbox.ip if sandbox else "") or "127.0.0.1"
+        try:
+            failure = await run_handler(self.runtime, info.id, container, hook, mappings,
+                                        ip=ip, timeout=self.settings.grace_period)
+        except Exception as exc:  # a broken hook must not keep the container from stopping
+            failure = str(exc) or type(exc).__name__
+        if failure is None:
+            log.info("preStop hook ran", pod=info.pod_full_name, container=info.name)
+        else:
+            log.warning("preStop hook failed", pod=info.pod_full_name, container=info.name,
+                        error=failure)
+
+    async def _graceful_stop(self, info: ContainerInfo, sandbox: SandboxInfo | None) -> None:
+        """preStop (when the container has one), then SIGTERM and SIGKILL after what
+        is left of the grace period."""
+        left = await self._pre_stop_all([info], sandbox)
+        await self.runtime.stop_container(info.id, left)
+
     async def _kill_pod(self, present: RuntimePod) -> None:
-        grace = self.settings.grace_period
         log.info("stopping pod", pod=present.full_name, uid=present.uid)
+        ready = next((s for s in present.sandboxes if s.ready), None)
+        grace = await self._pre_stop_all(present.containers, ready)
         for sandbox in present.sandboxes:
             await self.runtime.stop_sandbox(sandbox.id, grace)
         for info in present.containers:
@@ -270,7 +405,6 @@ class SyncLoop:
     async def _sync_pod(self, desired: DesiredPod, present: RuntimePod | None) -> None:
         pod = desired.pod
         name = desired.full_name
-        grace = self.settings.grace_period
         sandbox = next((s for s in (present.sandboxes if present else []) if s.ready), None)
         instances = present.containers if present else []
         wanted_ports = _ports_of(pod)
@@ -278,7 +412,8 @@ class SyncLoop:
             (m.container_port, m.protocol.upper()) for m in sandbox.ports
         } != wanted_ports:
             log.info("pod ports changed: restarting its sandbox", pod=name)
-            await self.runtime.stop_sandbox(sandbox.id, grace)
+            left = await self._pre_stop_all(instances, sandbox)
+            await self.runtime.stop_sandbox(sandbox.id, left)
             instances = [i for i in await self.runtime.list_containers(all=True)
                          if i.pod_uid == pod.uid]
             sandbox = None
@@ -300,7 +435,7 @@ class SyncLoop:
                 if info.state is not ContainerState.EXITED:
                     log.info("stopping container no longer in the pod", pod=name,
                              container=cname)
-                    await self.runtime.stop_container(info.id, grace)
+                    await self._graceful_stop(info, sandbox)
             await self._collect(pod, infos, keep=0)
 
     async def _sync_container(
@@ -312,7 +447,6 @@ class SyncLoop:
     ) -> None:
         pod = desired.pod
         name = desired.full_name
-        grace = self.settings.grace_period
         key = (pod.uid, container.name)
         spec_hash = container_hash(container)
         live = [i for i in instances if i.state is not ContainerState.EXITED]
@@ -323,7 +457,7 @@ class SyncLoop:
                 continue
             why = "spec changed" if info.spec_hash != spec_hash else "duplicate instance"
             log.info("stopping container", pod=name, container=container.name, reason=why)
-            await self.runtime.stop_container(info.id, grace)
+            await self._graceful_stop(info, sandbox)
             if why == "spec changed":
                 self.backoff.forget(key)
         if keep is not None:
@@ -331,7 +465,7 @@ class SyncLoop:
                 await self._collect(pod, instances, keep=self.settings.max_dead_containers)
                 return
             log.info("container unhealthy: restarting", pod=name, container=container.name)
-            await self.runtime.stop_container(keep.id, grace)
+            await self._graceful_stop(keep, sandbox)
             instances = newest_first([
                 i for i in await self.runtime.list_containers(all=True)
                 if i.pod_uid == pod.uid and i.name == container.name
@@ -375,6 +509,15 @@ class SyncLoop:
             return
         log.info("container restarted" if restart else "container started",
                  pod=desired.full_name, container=container.name, id=info.id, hash=spec_hash)
+        hook = container.lifecycle.post_start if container.lifecycle else None
+        if hook is not None and info.state is ContainerState.RUNNING:
+            failure = await run_handler(self.runtime, info.id, container, hook,
+                                        sandbox.ports, ip=sandbox.ip or "127.0.0.1",
+                                        timeout=self.settings.grace_period)
+            if failure is not None:
+                log.warning("postStart hook failed: killing the container",
+                            pod=desired.full_name, container=container.name, error=failure)
+                await self.runtime.stop_container(info.id, 0)
 
     async def _unhealthy(self, sandbox: SandboxInfo, container: Container,
                          info: ContainerInfo) -> bool:

@@ -11,7 +11,7 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,7 +57,8 @@ class Node:
     """One kubelet process over a watched manifest directory, restartable in place."""
 
     def __init__(self, tmp_path: Path, image: str, labels: dict[str, str],
-                 client: docker.DockerClient, kubelet: dict[str, str]) -> None:
+                 client: docker.DockerClient, kubelet: dict[str, str],
+                 extra: Sequence[str] = ()) -> None:
         self.name = f"e2e-docker-{uuid.uuid4().hex[:8]}"
         self.manifests = tmp_path / "manifests"
         self.manifests.mkdir()
@@ -74,6 +75,7 @@ class Node:
             "--set", f"runtime_docker.labels={toml_table(labels)}",
             "--set", f"runtime_docker.node={self.name}",
             *[a for key, value in kubelet.items() for a in ("--set", f"kubelet.{key}={value}")],
+            *extra,
         ]
         self.proc: KubecoreProcess | None = None
         self.url = ""
@@ -109,9 +111,9 @@ def node_factory(tmp_path: Path, docker_client: docker.DockerClient, busybox_ima
                  docker_labels: dict[str, str]) -> Iterator[Callable[..., Node]]:
     nodes: list[Node] = []
 
-    def make(**kubelet: str) -> Node:
+    def make(extra: Sequence[str] = (), **kubelet: str) -> Node:
         node = Node(tmp_path, busybox_image, docker_labels, docker_client,
-                    {"sync_frequency": "1", "grace_period": "1", **kubelet})
+                    {"sync_frequency": "1", "grace_period": "1", **kubelet}, extra)
         nodes.append(node)
         node.start()
         return node
@@ -127,17 +129,19 @@ def started_at(c: Container) -> str:
     return value
 
 
-def test_dropped_manifest_runs_within_two_seconds_and_serves(
+def test_dropped_manifest_runs_through_the_file_watch_and_serves(
     node_factory: Callable[..., Node], busybox_image: str
 ) -> None:
-    node = node_factory()
+    # Re-reads an hour apart: only the file watch can bring a new manifest in.
+    node = node_factory(extra=["--set", "source_file.check_interval=3600"])
+    first = node.manifests / "first.json"
+    first.write_text(manifest(busybox_image, ["sleep", "600"]))
+    # Running means the directory was read once already (at start or on the watch).
+    eventually(lambda: node.running(pod_id_for(first)), "the first pod", timeout=30)
     path = node.manifests / "web.json"
     path.write_text(manifest(busybox_image, ["httpd", "-f", "-p", str(PORT)], port=True))
-    written = time.monotonic()
     uid = pod_id_for(path)
-    [main] = eventually(lambda: node.running(uid), "the pod's container", timeout=5)
-    # The file watch, not the 20 s poll, brought it up.
-    assert time.monotonic() - written < 2.0
+    [main] = eventually(lambda: node.running(uid), "the pod's container", timeout=30)
 
     def published() -> int | None:
         info = httpx.get(f"{node.url}/podInfo", params={"podID": uid}, timeout=2)
@@ -185,6 +189,34 @@ def test_deleted_file_stops_and_removes_the_pod(node_factory: Callable[..., Node
     eventually(lambda: not node.containers(uid, all=True)
                and not node.containers(uid, role="sandbox", all=True),
                "the pod's containers removed")
+
+
+def test_pre_stop_hook_runs_in_the_container_before_it_stops(
+    node_factory: Callable[..., Node], busybox_image: str, tmp_path: Path
+) -> None:
+    node = node_factory()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    path = node.manifests / "hooked.json"
+    main: dict[str, Any] = {
+        "name": "main", "image": busybox_image, "imagePullPolicy": "PullNever",
+        "command": ["sh", "-c", "trap 'echo term >> /shared/log; exit 0' TERM;"
+                    " while true; do sleep 0.1; done"],
+        "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+        "lifecycle": {"preStop": {"exec": {"command": [
+            "sh", "-c", "echo prestop >> /shared/log"]}}},
+    }
+    path.write_text(json.dumps({
+        "version": "v1beta1", "containers": [main],
+        "volumes": [{"name": "shared", "source": {"hostDir": {"path": str(shared)}}}],
+    }))
+    uid = pod_id_for(path)
+    eventually(lambda: node.running(uid), "the pod")
+    time.sleep(0.3)  # the trap is set
+    path.unlink()
+    eventually(lambda: not node.containers(uid, all=True)
+               and not node.containers(uid, role="sandbox", all=True), "the pod removed")
+    assert (shared / "log").read_text().split() == ["prestop", "term"]
 
 
 def test_crashing_container_restarts_with_growing_delays(

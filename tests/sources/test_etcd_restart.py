@@ -1,4 +1,5 @@
-"""source_etcd across etcd outages: a restarted member, and a compaction while away."""
+"""source_etcd across etcd outages: a restarted member (alone, and under a kubelet that
+stops no pod meanwhile), and a compaction while away."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import structlog
 import trio
 from kubecore_source_etcd import EtcdSource
 
+from kubecore.runtime import ContainerState
+from tests.kubelet.conftest import KubeletFactory
+from tests.kubelet.helpers import wait_until
 from tests.services import EtcdCluster, etcd_key, etcd_put
 from tests.sources.helpers import dumps, manifest, start_collector
 
@@ -73,3 +77,36 @@ async def test_compaction_while_away_is_read_again(
     assert not snapshot.rejected
     assert source.reads >= 2
     assert any(line["event"] == "etcd watch ended; reading again" for line in logs), logs
+
+
+async def test_etcd_away_on_a_kubelet_stops_no_pod(
+    etcd_cluster: Callable[..., EtcdCluster], start_kubelet: KubeletFactory
+) -> None:
+    """The member stops while a kubelet runs its pods: they keep running through sync
+    rounds; once it is back, a change of the key is applied again."""
+    cluster = await trio.to_thread.run_sync(etcd_cluster, 1)
+    endpoint = cluster.endpoints[0]
+    await trio.to_thread.run_sync(etcd_put, endpoint, KEY,
+                                  dumps([manifest("a"), manifest("b")]))
+    source = EtcdSource([endpoint], KEY, retry_max=0.2)
+    async with start_kubelet([source]) as kubelet:
+
+        async def running(count: int) -> dict[str, str] | None:
+            found = {c.pod_uid: c.id for c in await kubelet.runtime.list_containers()
+                     if c.state is ContainerState.RUNNING}
+            return found if len(found) == count else None
+
+        before = await wait_until(lambda: running(2), timeout=15, what="two pods running")
+        await trio.to_thread.run_sync(cluster.stop, 0)
+        rounds = kubelet.sync.rounds
+
+        async def rounds_passed() -> bool:
+            return kubelet.sync.rounds >= rounds + 5
+
+        await wait_until(rounds_passed, what="sync rounds while etcd is away")
+        assert await running(2) == before
+        await trio.to_thread.run_sync(cluster.start, 0)
+        await trio.to_thread.run_sync(cluster.wait_healthy)
+        await trio.to_thread.run_sync(etcd_put, endpoint, KEY, dumps([manifest("a")]))
+        remaining = await wait_until(lambda: running(1), timeout=15, what="pod b stopped")
+        assert set(remaining.items()) <= set(before.items())

@@ -1,14 +1,20 @@
-"""source_server on a real kubelet (runtime_exec): POST /container(s), 400s, the token."""
+"""source_server on a real kubelet (runtime_exec): POST /container(s), 400s, the token,
+and the pods last POSTed surviving a kubelet restart (in-process and real processes)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+import structlog
+import trio
 from kubecore_source_server import ServerSource
 
 from kubecore.kubelet.node import Kubelet
 from kubecore.runtime import ContainerInfo, ContainerState
 from tests.kubelet.conftest import KubeletFactory
 from tests.kubelet.helpers import wait_until
+from tests.processes import KubecoreProcess
 from tests.sources.helpers import manifest
 
 
@@ -80,3 +86,91 @@ async def test_bearer_token(start_kubelet: KubeletFactory) -> None:
         await wait_until(lambda: running(kubelet, "a.default.http"))
         # Other kubelet routes are not affected by the token.
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_saved_manifests_survive_a_restart(tmp_path: Path,
+                                                 start_kubelet: KubeletFactory) -> None:
+    """The state file carries the pods last POSTed into the next source; an unusable
+    one is ignored."""
+    state = tmp_path / "kubelet" / "source_server.json"
+    source = ServerSource(state_file=state)
+    async with start_kubelet([source], port=0) as kubelet, \
+            httpx.AsyncClient(base_url=kubelet.url) as client:
+        r = await client.post("/containers", json=[manifest("a"), manifest("b")])
+        assert r.status_code == 200 and state.exists()
+        first = {c.pod_uid: c.id for c in await wait_until(lambda: _both(kubelet))}
+    async with start_kubelet([ServerSource(state_file=state)], port=0) as kubelet:
+        rounds = kubelet.sync.rounds
+        await wait_until(lambda: _rounds(kubelet, rounds + 3), what="rounds after restart")
+        assert {c.pod_uid: c.id for c in await _both(kubelet) or []} == first
+        assert sorted(p.pod.id for p in kubelet.desired.pods.values()) == ["a", "b"]
+        async with httpx.AsyncClient(base_url=kubelet.url) as client:
+            assert (await client.post("/containers", json=[])).status_code == 200
+
+        async def stopped() -> bool:
+            return not any(c.state is ContainerState.RUNNING
+                           for c in await kubelet.runtime.list_containers(all=True))
+
+        await wait_until(stopped, what="the pods stopped by an empty POST")
+    state.write_text("{not json")
+    with structlog.testing.capture_logs() as logs:
+        restored = await anext(ServerSource(state_file=state).snapshots())
+    assert restored.pods == [] and any("unusable" in line["event"] for line in logs)
+
+
+async def _both(kubelet: Kubelet) -> list[ContainerInfo] | None:
+    found = [c for c in await kubelet.runtime.list_containers(all=True)
+             if c.state is ContainerState.RUNNING]
+    return found if len(found) == 2 else None
+
+
+async def _rounds(kubelet: Kubelet, count: int) -> bool:
+    return kubelet.sync.rounds >= count
+
+
+async def test_posted_pods_survive_a_kubelet_process_restart(tmp_path: Path) -> None:
+    """``kubecore run`` stopped and started again on the same data directory: the pods
+    last POSTed are desired at once and keep running (same start time, no restart)."""
+    args = ["run", "--role", "node", "--hostname-override", "node9",
+            "--plugins", "runtime_exec,source_server", "--set", "kubelet.port=0",
+            "--set", "kubelet.grace_period=1", "--set", "kubelet.sync_frequency=0.2",
+            "--data-dir", str(tmp_path / "data"), "--log-format", "json"]
+
+    async def running_since(client: httpx.AsyncClient, pod_id: str) -> str | None:
+        r = await client.get("/podInfo", params={"podID": pod_id})
+        state = r.json().get("main", {}).get("state", {}) if r.status_code == 200 else {}
+        started: str | None = state.get("running", {}).get("startedAt")
+        return started
+
+    with KubecoreProcess(args) as proc:
+        try:
+            url = (await trio.to_thread.run_sync(
+                lambda: proc.wait_event("listening", logger="kubecore.kubelet")))["url"]
+            async with httpx.AsyncClient(base_url=url) as client:
+                r = await client.post("/containers", json=[manifest("keep")])
+                assert r.status_code == 200, r.text
+                started = await wait_until(lambda: running_since(client, "keep"),
+                                           timeout=20, what="the posted pod running")
+        finally:
+            assert proc.stop() == 0
+    with KubecoreProcess(args) as proc:
+        try:
+            url = (await trio.to_thread.run_sync(
+                lambda: proc.wait_event("listening", logger="kubecore.kubelet")))["url"]
+            async with httpx.AsyncClient(base_url=url) as client:
+                await trio.to_thread.run_sync(
+                    lambda: proc.wait_event("manifests restored", timeout=10))
+
+                async def bound() -> list[str] | None:
+                    items = (await client.get("/boundPods")).json()["items"]
+                    return [item["id"] for item in items] or None
+
+                assert await wait_until(bound, what="the restored pod") == ["keep"]
+                # A few sync rounds later it still runs, started before the restart.
+                await trio.sleep(1.0)
+                assert await running_since(client, "keep") == started
+                assert not [e for e in proc.events if e.get("event") == "stopping pod"]
+                assert (await client.post("/containers", json=[])).status_code == 200
+                await trio.to_thread.run_sync(lambda: proc.wait_event("pod stopped"))
+        finally:
+            assert proc.stop() == 0

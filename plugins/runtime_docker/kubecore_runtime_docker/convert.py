@@ -334,6 +334,10 @@ def container_info(data: Mapping[str, Any], *, starting: bool = False) -> Contai
             message=message,
         )
     finished = parse_time(state.get("FinishedAt")) or started or created
+    if started is not None and finished < started:
+        # Docker may stamp a process that exits at once as finished a moment before it
+        # stamps it started; the contract says a container ends after it starts.
+        finished = started
     if state.get("OOMKilled"):
         reason = OOM_KILLED
         message = f"killed for exceeding its memory limit ({exit_message(code or 137)})"

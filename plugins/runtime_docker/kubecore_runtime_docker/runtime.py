@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, TypeVar
 
 import docker
 import trio
-from docker.errors import APIError, DockerException, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from kubecore.api.types import PULL_ALWAYS, PULL_IF_NOT_PRESENT, PULL_NEVER
 from kubecore.log import get_logger
@@ -198,6 +198,9 @@ class DockerRuntime:
         # id -> (Docker state, info) for containers whose info cannot change while
         # their state stays the same; pruned on every full list.
         self._cache: dict[str, tuple[str, ContainerInfo]] = {}
+        # id -> inspect document of a running infra container (its ports and labels
+        # cannot change while it runs); pruned on every full list of sandboxes.
+        self._sandbox_docs: dict[str, dict[str, Any]] = {}
         self._cache_lock = threading.Lock()
 
     @property
@@ -340,6 +343,39 @@ class DockerRuntime:
                 found.append(api.inspect_container(summary["Id"]))
         return found
 
+    def _sandbox_docs_sync(
+        self, api: Any, summaries: Iterable[Mapping[str, Any]], *, prune: bool = False
+    ) -> list[dict[str, Any]]:
+        """Inspect documents of listed infra containers. A sandbox the listing shows
+        running is inspected once per run (``prune``: the listing was complete, forget
+        the sandboxes it does not show)."""
+        found: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for summary in summaries:
+            cid: str = summary["Id"]
+            seen.add(cid)
+            running = summary.get("State") == "running"
+            with self._cache_lock:
+                cached = self._sandbox_docs.get(cid) if running else None
+            if cached is not None:
+                found.append(cached)
+                continue
+            try:
+                data: dict[str, Any] = api.inspect_container(cid)
+            except NotFound:
+                continue
+            found.append(data)
+            with self._cache_lock:
+                if convert.is_running(data):
+                    self._sandbox_docs[cid] = data
+                else:
+                    self._sandbox_docs.pop(cid, None)
+        if prune:
+            with self._cache_lock:
+                for cid in set(self._sandbox_docs) - seen:
+                    del self._sandbox_docs[cid]
+        return found
+
     # -- sandboxes ---------------------------------------------------------------------
 
     @_contained
@@ -347,7 +383,7 @@ class DockerRuntime:
         api = await self._client()
 
         def sandboxes() -> list[Any]:
-            return self._inspect_all_sync(api, self._list_sync(api, ROLE_SANDBOX))
+            return self._sandbox_docs_sync(api, self._list_sync(api, ROLE_SANDBOX), prune=True)
 
         found = await self._call(sandboxes)
         infos = [convert.sandbox_info(data, self.pod_ip) for data in found]
@@ -357,7 +393,7 @@ class DockerRuntime:
     async def run_sandbox(self, pod: BoundPod, full_name: str) -> SandboxInfo:
         """Return the pod's running infra container as is, or replace stopped ones with a
         new one (new id) publishing the pod's current ports. The infra image is never
-        pulled when present; when absent, one pull is tried."""
+        pulled when present; when Docker says it is absent, one pull is tried."""
         uid = convert.check_pod_uid(pod.uid)
         specs = convert.pod_port_specs(pod, self.host_ip)
         api = await self._client()
@@ -365,7 +401,7 @@ class DockerRuntime:
 
             def existing() -> list[Any]:
                 summaries = self._list_sync(api, ROLE_SANDBOX, pod_uid=uid)
-                return self._inspect_all_sync(api, summaries)
+                return self._sandbox_docs_sync(api, summaries)
 
             current = await self._call(existing)
             for data in current:
@@ -373,10 +409,24 @@ class DockerRuntime:
                     return convert.sandbox_info(data, self.pod_ip)
             for data in current:
                 await self._remove(data["Id"])
-            await self._ensure_image(self.infra_image, PULL_IF_NOT_PRESENT, infra=True)
-            with trio.CancelScope(shield=True):
-                # Shielded: a created infra container is either started or removed.
-                data = await self._call(self._create_sandbox_sync, api, pod, full_name, specs)
+            # The image is looked up only when the daemon says it is missing (as
+            # ``docker run`` does): one round trip less per pod.
+            for attempt in (1, 2):
+                try:
+                    with trio.CancelScope(shield=True):
+                        # Shielded: a created infra container is either started or removed.
+                        data = await self._call(
+                            self._create_sandbox_sync, api, pod, full_name, specs
+                        )
+                    break
+                except _NoImage:
+                    if attempt == 2:
+                        raise ContainerError(
+                            IMAGE_NOT_FOUND,
+                            f"infra image {self.infra_image!r} vanished while starting pod"
+                            f" {full_name}",
+                        ) from None
+                    await self._ensure_image(self.infra_image, PULL_IF_NOT_PRESENT, infra=True)
         info = convert.sandbox_info(data, self.pod_ip)
         log.info("sandbox started", pod=full_name, sandbox=info.id, ports=len(info.ports))
         return info
@@ -386,8 +436,10 @@ class DockerRuntime:
     ) -> dict[str, Any]:
         labels = self._base_labels(ROLE_SANDBOX, full_name, pod.uid)
         labels[convert.PORTS] = json.dumps(specs, separators=(",", ":"))
+        # On the host's network a pod's ports are the host's own: nothing to publish
+        # (Docker refuses port bindings there).
         host_config = api.create_host_config(
-            port_bindings=convert.port_bindings(specs),
+            port_bindings=None if self.network == "host" else convert.port_bindings(specs),
             network_mode=self.network,
         )
         exposed = sorted({(s["containerPort"], s["protocol"].lower()) for s in specs})
@@ -403,6 +455,8 @@ class DockerRuntime:
                     host_config=host_config,
                     name=convert.docker_name("net", "infra", full_name, pod.uid),
                 )
+            except ImageNotFound:
+                raise _NoImage(self.infra_image) from None
             except APIError as exc:
                 raise ContainerError(
                     Reason.CANNOT_RUN,
@@ -426,6 +480,8 @@ class DockerRuntime:
                     f" (image {self.infra_image!r}): {text}",
                 ) from None
             if convert.is_running(data):
+                with self._cache_lock:
+                    self._sandbox_docs[cid] = data
                 return data
             # The infra container must keep running; an image whose default command
             # ends at once (a shell) needs infra_command.
@@ -550,12 +606,14 @@ class DockerRuntime:
     ) -> ContainerInfo:
         """Create and start ``container`` in the sandbox's namespaces.
 
-        Before anything is created: the image per its pull policy (``PullNever``: never
-        pulled; ``PullIfNotPresent``, the default: pulled only when absent;
-        ``PullAlways``: always pulled, and a failed pull fails the start), volumes and
-        the privileged check. A failure there leaves a never-started placeholder
-        container (made from the infra container's image) that lists as ``EXITED`` with
-        the error's reason and message, as a Docker start failure does.
+        The image per its pull policy (``PullNever``: never pulled; ``PullIfNotPresent``,
+        the default: pulled only when absent; ``PullAlways``: always pulled, and a failed
+        pull fails the start), volumes and the privileged check. Under the first two the
+        image is looked up only when Docker refuses the create for want of it (as
+        ``docker run`` does), so a present image costs no extra round trip. A failure
+        there leaves a never-started placeholder container (made from the infra
+        container's image) that lists as ``EXITED`` with the error's reason and message,
+        as a Docker start failure does.
         """
         name = convert.check_container_name(container.name)
         uid = convert.check_pod_uid(pod.uid)
@@ -586,20 +644,37 @@ class DockerRuntime:
                     f"container {name!r} asks to run privileged, which this node does not"
                     " allow ([runtime_docker] allow_privileged)",
                 )
+            policy = _pull_policy(container.image, container.image_pull_policy)
             binds = await trio.to_thread.run_sync(self._binds, pod, container)
-            await self._ensure_image(container.image, container.image_pull_policy)
+            if policy == PULL_ALWAYS:
+                await self._ensure_image(container.image, policy)
         except ContainerError as err:
             if err.reason != UNAVAILABLE:  # the node's trouble, not the container's
                 with trio.CancelScope(shield=True):
                     await self._placeholder(infra, labels, docker_name, err)
             raise
         api = await self._client()
-        with trio.CancelScope(shield=True):
-            # Shielded: whatever is created is started (or recorded as failed) before a
-            # cancellation can land.
-            data, error = await self._call(
-                self._create_and_start_sync, api, pod, container, labels, docker_name, binds
-            )
+        for attempt in (1, 2):
+            with trio.CancelScope(shield=True):
+                # Shielded: whatever is created is started (or recorded as failed) before
+                # a cancellation can land.
+                data, error = await self._call(
+                    self._create_and_start_sync, api, pod, container, labels, docker_name,
+                    binds,
+                )
+            if data is not None or error != _IMAGE_MISSING or attempt == 2:
+                break
+            # Only now is the image looked up (as ``docker run`` does): present images
+            # cost no extra round trip.
+            try:
+                await self._ensure_image(container.image, policy)
+            except ContainerError as err:
+                if err.reason != UNAVAILABLE:
+                    with trio.CancelScope(shield=True):
+                        await self._placeholder(infra, labels, docker_name, err)
+                raise
+        if error == _IMAGE_MISSING:
+            error = f"image {container.image!r} vanished while the container was created"
         if data is None:
             failure = ContainerError(Reason.CANNOT_RUN, error)
             with trio.CancelScope(shield=True):
@@ -644,6 +719,8 @@ class DockerRuntime:
                 host_config=host_config,
                 name=docker_name,
             )
+        except ImageNotFound:
+            return None, _IMAGE_MISSING
         except APIError as exc:
             return None, (
                 f"cannot create container {container.name!r} from image"
@@ -660,6 +737,10 @@ class DockerRuntime:
             data: dict[str, Any] = api.inspect_container(cid)
         finally:
             self._starting.discard(cid)
+        if convert.is_running(data):
+            # The next list needs no inspect of it (see _list_containers_sync).
+            with self._cache_lock:
+                self._cache[cid] = ("running", convert.container_info(data))
         return data, error
 
     async def _placeholder(
@@ -748,13 +829,7 @@ class DockerRuntime:
             if infra
             else "; with no registry, build, load or import it on this node"
         )
-        if not image:
-            raise ContainerError(Reason.CANNOT_RUN, f"no {what} given")
-        policy = policy or PULL_IF_NOT_PRESENT
-        if policy not in (PULL_ALWAYS, PULL_NEVER, PULL_IF_NOT_PRESENT):
-            raise ContainerError(
-                Reason.CANNOT_RUN, f"unknown imagePullPolicy {policy!r} for {what} {image!r}"
-            )
+        policy = _pull_policy(image, policy, what)
         api = await self._client()
         lock = self._image_locks.setdefault(image, trio.Lock())
         async with lock:
@@ -1073,6 +1148,27 @@ class DockerRuntime:
 
 class _PullError(Exception):
     """An error event in a pull's progress stream."""
+
+
+class _NoImage(Exception):
+    """The daemon could not create a container: its image is not present."""
+
+
+#: What ``_create_and_start_sync`` says when the daemon lacks the image.
+_IMAGE_MISSING: Final = "\0image missing"
+
+
+def _pull_policy(image: str, policy: str, what: str = "image") -> str:
+    """``policy`` defaulted (``PullIfNotPresent``); :class:`ContainerError` for an
+    empty image or an unknown policy."""
+    if not image:
+        raise ContainerError(Reason.CANNOT_RUN, f"no {what} given")
+    policy = policy or PULL_IF_NOT_PRESENT
+    if policy not in (PULL_ALWAYS, PULL_NEVER, PULL_IF_NOT_PRESENT):
+        raise ContainerError(
+            Reason.CANNOT_RUN, f"unknown imagePullPolicy {policy!r} for {what} {image!r}"
+        )
+    return policy
 
 
 def image_present(api: Any, image: str) -> bool:

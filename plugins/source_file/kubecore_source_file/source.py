@@ -6,7 +6,9 @@ characters, followed by the lowercase base32 of sha1(path), cut so the whole id 
 valid DNS label (v0.5: 30 hash characters); its uid is the manifest's ``uuid`` or that
 id; its namespace ``default``. A file that does not decode or validate becomes a
 :class:`~kubecore.kubelet.sources.Rejected` entry naming the file and the field. A
-missing path gives an empty snapshot (logged once) and is retried.
+missing path (or one that cannot be listed) is an origin gone away, as in v0.5: no
+snapshot is sent, so the last good one stays in force (and pods are not stopped); it is
+logged once and read again on every tick until it is back.
 """
 
 from __future__ import annotations
@@ -91,12 +93,17 @@ def read_pod(path: Path) -> BoundPod | Rejected:
 
 
 def read_snapshot(path: Path) -> Snapshot | None:
-    """Every manifest under ``path``; ``None`` when ``path`` does not exist."""
-    if not path.exists():
+    """Every manifest under ``path``; ``None`` when ``path`` does not exist or its
+    directory cannot be listed."""
+    try:
+        if not path.exists():
+            return None
+        files = _files(path)
+    except OSError:
         return None
     pods: list[BoundPod] = []
     rejected: list[Rejected] = []
-    for file in _files(path):
+    for file in files:
         result = read_pod(file)
         if isinstance(result, Rejected):
             rejected.append(result)
@@ -117,7 +124,8 @@ class FileSource:
         self.reads = 0
 
     async def snapshots(self) -> AsyncIterator[Snapshot]:
-        """A snapshot at once, then on every interval and every file-system change."""
+        """A snapshot at once, then on every interval and every file-system change;
+        nothing while the path is missing (the last snapshot stays in force)."""
         missing_logged = False
         ticks = self._ticks()
         while True:
@@ -125,12 +133,14 @@ class FileSource:
             self.reads += 1
             if snapshot is None:
                 if not missing_logged:
-                    log.warning("manifest path does not exist; retrying", path=str(self.path))
+                    log.warning("manifest path missing or unreadable; keeping its last pods"
+                                " and retrying", path=str(self.path))
                     missing_logged = True
-                snapshot = Snapshot(pods=[])
             else:
+                if missing_logged:
+                    log.info("manifest path is back", path=str(self.path))
                 missing_logged = False
-            yield snapshot
+                yield snapshot
             await ticks.__anext__()
 
     def _target(self) -> Path | None:
@@ -156,7 +166,7 @@ class FileSource:
                 # Short Rust timeouts keep cancellation prompt (the watching thread
                 # cannot be interrupted); events in between are buffered, not lost.
                 async for changes in watchfiles.awatch(
-                    os.fspath(target), recursive=False, debounce=50, step=20,
+                    os.fspath(target), recursive=False, debounce=50, step=10,
                     rust_timeout=WATCH_TICK_MS, yield_on_timeout=True,
                 ):
                     if changes or fresh or trio.current_time() >= due:

@@ -28,6 +28,11 @@ class ServerSourceConfig(SectionModel):
     token_file: Path | None = Field(
         default=None, description="a file holding the bearer token; unset = no token"
     )
+    state_file: Path | None = Field(
+        default=None,
+        description="where the last accepted manifests are kept across restarts;"
+        " unset = <kubelet root_dir>/source_server.json",
+    )
 
 
 def read_token(path: Path) -> str:
@@ -52,4 +57,10 @@ def kubecore_manifest_sources(ctx: Context) -> list[ServerSource]:
     if not cfg.enabled:
         return []
     token = read_token(cfg.token_file) if cfg.token_file is not None else None
-    return [ServerSource(token)]
+    state_file = cfg.state_file
+    if state_file is None:
+        from kubecore.kubelet.plugin import KubeletConfig
+
+        root = ctx.config(KubeletConfig).root_dir or ctx.data_dir / "kubelet"
+        state_file = root / "source_server.json"
+    return [ServerSource(token, state_file.expanduser())]

@@ -2,15 +2,23 @@
 
 Every accepted POST replaces all of this source's pods (a full snapshot); a body with
 any invalid manifest is refused as a whole with 400 and every cause, and the previous
-pods stay. The source yields an empty snapshot at start (nothing was posted yet), then
-one per accepted POST; snapshots nobody has read yet are superseded by newer ones.
+pods stay. The source yields a snapshot at start, then one per accepted POST; snapshots
+nobody has read yet are superseded by newer ones.
+
+With a ``state_file``, the last accepted body is written there (atomically, before the
+POST is answered) and decoded again at start, so a restarted kubelet starts from the
+pods last POSTed and stops none of them; without one (or with no file yet) the first
+snapshot is empty. A state file that cannot be read or decoded is logged and ignored.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
+import os
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -41,16 +49,57 @@ class ServerSource:
     """The source behind ``POST /container`` and ``POST /containers``.
 
     ``token``: when set, requests need ``Authorization: Bearer <token>``.
+    ``state_file``: where the last accepted body is kept across restarts (see the
+    module docstring).
     """
 
     name = SOURCE_NAME
 
-    def __init__(self, token: str | None = None) -> None:
+    def __init__(self, token: str | None = None, state_file: Path | None = None) -> None:
         self.token = token
+        self.state_file = state_file
         self.accepted = 0
         self._current = Snapshot(pods=[])
         self._version = 0
         self._changed = trio.Event()
+        self._loaded = False
+        self._write_lock = trio.Lock()
+
+    def _load(self) -> Snapshot:
+        """The snapshot of the saved body; empty when there is none or it is unusable.
+        Blocks (file system)."""
+        path = self.state_file
+        if path is None or not path.exists():
+            return Snapshot(pods=[])
+        try:
+            saved = json.loads(path.read_text())
+            origin = f"{saved['path']} (saved in {path})"
+            data = base64.b64decode(saved["body"])
+            decoded = decode_pods(data, origin, SOURCE_NAME)
+        except (OSError, ValueError, KeyError, TypeError, InvalidObject) as exc:
+            log.warning("saved manifests unusable; starting without them", path=str(path),
+                        error=str(exc) or type(exc).__name__)
+            return Snapshot(pods=[])
+        if decoded.rejected:
+            log.warning("saved manifests no longer valid; starting without them",
+                        path=str(path))
+            return Snapshot(pods=[])
+        log.info("manifests restored", path=str(path), pods=[pod.id for pod in decoded.pods])
+        return Snapshot(pods=decoded.pods)
+
+    def _save(self, request_path: str, data: bytes) -> None:
+        """Write the accepted body atomically (temporary file, fsync, rename). Blocks."""
+        path = self.state_file
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"path": request_path, "body": base64.b64encode(data).decode()})
+        scratch = path.with_name(f".{path.name}.tmp")
+        with scratch.open("w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(scratch, path)
 
     def routes(self) -> Sequence[BaseRoute]:
         """``POST /container`` (one manifest) and ``POST /containers`` (a list)."""
@@ -58,8 +107,14 @@ class ServerSource:
                 Route("/containers", self._many, methods=["POST"])]
 
     async def snapshots(self) -> AsyncIterator[Snapshot]:
-        """The empty snapshot at once, then the newest one after each accepted POST."""
-        seen = 0
+        """The saved (or empty) snapshot at once, then the newest one after each
+        accepted POST."""
+        if not self._loaded:
+            self._loaded = True
+            restored = await trio.to_thread.run_sync(self._load)
+            if self._version == 0:  # no POST was accepted meanwhile
+                self._current = restored
+        seen = self._version
         yield self._current
         while True:
             while self._version <= seen:
@@ -113,7 +168,15 @@ class ServerSource:
             dup = next(i for i, pod_id in enumerate(ids) if ids.index(pod_id) != i)
             cause = Cause(Reason.DUPLICATE, f"pod {ids[dup]!r} is listed twice", f"[{dup}].id")
             return _status(400, "Invalid", f"{origin}: {cause}", [cause])
-        self._current = Snapshot(pods=decoded.pods)
+        async with self._write_lock:
+            try:
+                await trio.to_thread.run_sync(self._save, request.url.path, data)
+            except OSError as exc:
+                log.error("cannot save the manifests", path=str(self.state_file),
+                          error=str(exc))
+                return _status(500, "InternalError",
+                               f"cannot save the manifests to {self.state_file}: {exc}")
+            self._current = Snapshot(pods=decoded.pods)
         self._version += 1
         self.accepted += 1
         self._changed.set()
