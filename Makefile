@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test lint typecheck pytest bench docs clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python -m bench $(ARGS)
+
+# The configuration reference is generated from what the plugins declare.
+docs: install
+	$(BIN)/kubecore config --reference > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

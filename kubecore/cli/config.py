@@ -49,7 +49,10 @@ def reference(sections: list[tuple[str, ConfigSection]]) -> str:
 def config(reference_: bool = False, **options: Any) -> None:
     """Validate the configuration and print the effective settings as TOML."""
     if reference_:
-        sections = [("kubecore", KERNEL_SECTION), *declared_sections(installed_manager())]
+        # Sorted, so the generated document (docs/configuration.md) does not depend on
+        # the order in which plugins happen to be discovered.
+        declared = sorted(declared_sections(installed_manager()), key=lambda item: item[1].name)
+        sections = [("kubecore", KERNEL_SECTION), *declared]
         click.echo(reference(sections))
         return
     ctx = kernel.prepare(raw_config(**options))

@@ -87,3 +87,12 @@ def test_configuration_reference_lists_declared_keys() -> None:
     assert "## [apiserver]" in result.stdout
     assert "| `port` | `int` | `8080` | port (0 = any free port) |" in result.stdout
     assert "| `role` | `Literal['all', 'master', 'node']` | `\"all\"` |" in result.stdout
+
+
+def test_generated_configuration_reference_is_current() -> None:
+    """docs/configuration.md is generated, never hand-kept: ``make docs`` rewrites it."""
+    result = run_kubecore(["config", "--reference"])
+    assert result.returncode == 0, result.stderr
+    document = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert document.read_text() == result.stdout, "docs/configuration.md is stale: run make docs"
+
