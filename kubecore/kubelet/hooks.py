@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import httpx
 
 from kubecore.api import Container, Handler
-from kubecore.kubelet.probes import LOOPBACK, resolve_port
+from kubecore.kubelet.probes import LOOPBACK, http_get_url
 from kubecore.runtime import ContainerError, PortMapping, Runtime
 
 #: The least time a hook is given, even with a grace period of 0.
@@ -47,17 +47,13 @@ async def run_handler(
             return f"exit code {code}" + (f": {text}" if text else "")
         return None
     if handler.http_get is not None:
-        port = resolve_port(handler.http_get.port, container, mappings)
-        if port is None:
+        url = http_get_url(handler.http_get, container, mappings, ip)
+        if url is None:
             return f"no port {handler.http_get.port!r} in the container"
-        host = handler.http_get.host or ip
-        path = handler.http_get.path or "/"
-        if not path.startswith("/"):
-            path = "/" + path
         try:
             async with httpx.AsyncClient(timeout=timeout) as client:
-                await client.get(f"http://{host}:{port}{path}")
+                await client.get(url)
         except httpx.HTTPError as exc:
-            return f"GET http://{host}:{port}{path}: {exc or type(exc).__name__}"
+            return f"GET {url}: {exc or type(exc).__name__}"
         return None
     return "the handler has neither exec nor httpGet"

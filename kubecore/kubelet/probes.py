@@ -12,7 +12,7 @@ from typing import Literal
 import httpx
 import trio
 
-from kubecore.api import Container, LivenessProbe
+from kubecore.api import Container, HTTPGetAction, LivenessProbe
 from kubecore.runtime import ContainerError, PortMapping, Runtime
 
 Result = Literal["healthy", "unhealthy", "unknown"]
@@ -44,6 +44,20 @@ def resolve_port(
     return number
 
 
+def http_get_url(
+    action: HTTPGetAction, container: Container, mappings: Sequence[PortMapping], ip: str
+) -> str | None:
+    """The URL an ``httpGet`` probe or hook requests; ``None`` when its port is none of
+    the container's."""
+    port = resolve_port(action.port, container, mappings)
+    if port is None:
+        return None
+    path = action.path or "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    return f"http://{action.host or ip}:{port}{path}"
+
+
 async def probe(
     runtime: Runtime,
     container_id: str,
@@ -64,16 +78,12 @@ async def probe(
         text = output.decode(errors="replace").strip().lower()
         return HEALTHY if code == 0 or text == "ok" else UNHEALTHY
     if spec.http_get is not None:
-        port = resolve_port(spec.http_get.port, container, mappings)
-        if port is None:
+        url = http_get_url(spec.http_get, container, mappings, ip)
+        if url is None:
             return UNKNOWN
-        host = spec.http_get.host or ip
-        path = spec.http_get.path or "/"
-        if not path.startswith("/"):
-            path = "/" + path
         try:
             async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as client:
-                response = await client.get(f"http://{host}:{port}{path}")
+                response = await client.get(url)
         except httpx.HTTPError:
             return UNKNOWN
         return HEALTHY if 200 <= response.status_code < 400 else UNHEALTHY

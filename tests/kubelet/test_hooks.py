@@ -13,7 +13,7 @@ from kubecore_runtime_exec import ExecRuntime
 
 from kubecore.api import ExecAction, Handler, HTTPGetAction, Lifecycle
 from kubecore.kubelet.hashing import container_hash
-from kubecore.runtime import ContainerInfo, ContainerState
+from kubecore.runtime import ContainerInfo, ContainerState, Runtime
 from tests.kubelet.conftest import FAST, KubeletFactory
 from tests.kubelet.helpers import PushSource, container, pod, wait_until
 
@@ -26,6 +26,10 @@ def trapping(log: Path, word: str = "term") -> list[str]:
 
 def note(log: Path, word: str) -> Handler:
     return Handler(exec=ExecAction(command=["sh", "-c", f"echo {word} >> {log}"]))
+
+
+async def any_running(runtime: Runtime) -> bool:
+    return any(c.state is ContainerState.RUNNING for c in await runtime.list_containers())
 
 
 async def lines(path: Path, count: int) -> list[str] | None:
@@ -42,10 +46,7 @@ async def test_pre_stop_exec_runs_before_sigterm(tmp_path: Path,
                                lifecycle=Lifecycle(pre_stop=note(log, "prestop"))))
     async with start_kubelet([source]) as kubelet:
         source.push(web)
-
-        async def running() -> bool:
-            return any(c.state is ContainerState.RUNNING
-                       for c in await kubelet.runtime.list_containers())
+        running = partial(any_running, kubelet.runtime)
 
         await wait_until(running, what="the container")
         await trio.sleep(0.2)  # the trap is set
@@ -84,10 +85,7 @@ async def test_pre_stop_http_get(tmp_path: Path, nursery: trio.Nursery,
     web = pod("web", container(lifecycle=Lifecycle(pre_stop=hook)))
     async with start_kubelet([source]) as kubelet:
         source.push(web)
-
-        async def running() -> bool:
-            return any(c.state is ContainerState.RUNNING
-                       for c in await kubelet.runtime.list_containers())
+        running = partial(any_running, kubelet.runtime)
 
         await wait_until(running, what="the container")
         assert requests == []
