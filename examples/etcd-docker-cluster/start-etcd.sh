@@ -12,14 +12,7 @@
 # KUBECORE_ETCD_CLIENT_PORTS="p1 p2 p3" and KUBECORE_ETCD_PEER_PORTS="p1 p2 p3".
 set -euo pipefail
 
-if [ $# -lt 1 ]; then
-    echo "usage: $0 DATA_DIR [MEMBER...]   (MEMBER: 1, 2 or 3; default: all)" >&2
-    exit 2
-fi
-data=$1
-shift
-members=("$@")
-[ ${#members[@]} -gt 0 ] || members=(1 2 3)
+source "$(dirname "$0")/members.sh" "$@"
 
 read -r -a client_ports <<<"${KUBECORE_ETCD_CLIENT_PORTS:-2379 22379 32379}"
 read -r -a peer_ports <<<"${KUBECORE_ETCD_PEER_PORTS:-2380 22380 32380}"
@@ -37,16 +30,8 @@ for i in 1 2 3; do
     initial_cluster+="${initial_cluster:+,}etcd-$i=http://127.0.0.1:${peer_ports[i-1]}"
 done
 
-# A pid file whose process is gone, or is no longer an etcd, does not count.
-alive() {
-    local pid
-    pid=$(cat "$data/etcd-$1.pid" 2>/dev/null) || return 1
-    grep -qa etcd "/proc/$pid/cmdline" 2>/dev/null
-}
-
 started=()
 for m in "${members[@]}"; do
-    case $m in 1|2|3) ;; *) echo "$0: no member $m (1, 2 or 3)" >&2; exit 2 ;; esac
     if alive "$m"; then
         echo "etcd-$m already running (pid $(cat "$data/etcd-$m.pid"))"
         continue
