@@ -10,8 +10,9 @@ Measured on 127.0.0.1:
 - LIST of 100 pods, sequential (p50; the baseline returns a body of the same size);
 - POST of pods, sequential and with 8 concurrent clients (pods/s; the baseline app
   accepts the same bodies);
-- watch delivery: time from a POST's response to the matching event's arrival on an
-  open watch (p50 and p99; no baseline: the target is absolute).
+- watch delivery: time from a POST's response (0 when the event came first) and from
+  the POST being sent, to the matching event's arrival on a watch opened from a list's
+  resourceVersion (p50 and p99; no baseline: the target, on the second, is absolute).
 """
 
 from __future__ import annotations
@@ -186,16 +187,29 @@ async def post_rate(url: str, count: int, clients: int, tag: str) -> float:
         return per * clients / (trio.current_time() - started)
 
 
-async def watch_delivery(base: str, count: int) -> list[float]:
-    """Ms from each POST's response to its ADDED event on an already open watch."""
+async def watch_delivery(base: str, count: int) -> tuple[list[float], list[float]]:
+    """For each POST, ms from its response to its ADDED event on an already open watch
+    (0 when the event arrived first: the server sends it as soon as the write commits,
+    which can be before the POST's own response is read), and ms from the POST being
+    sent to the event (the write's own time included).
+
+    The watch starts from the resourceVersion of a list, as a client that lists then
+    watches does: from 0 the server would first replay every existing pod as ADDED,
+    and the first POSTs' events would queue behind that replay (which is what the
+    delivery p99 of earlier runs measured)."""
     arrived: dict[str, float] = {}
     answered: dict[str, float] = {}
+    sent: dict[str, float] = {}
     async with httpx.AsyncClient(timeout=None) as client, trio.open_nursery() as nursery:
         ready = trio.Event()
         complete = trio.Event()
+        listed = await client.get(f"{base}{PREFIX}/pods")
+        listed.raise_for_status()
+        since = listed.json()["resourceVersion"]
 
         async def watch() -> None:
-            async with client.stream("GET", f"{base}{PREFIX}/watch/pods") as stream:
+            async with client.stream("GET", f"{base}{PREFIX}/watch/pods",
+                                     params={"resourceVersion": str(since)}) as stream:
                 ready.set()
                 async for line in stream.aiter_lines():
                     if not line.strip():
@@ -213,6 +227,7 @@ async def watch_delivery(base: str, count: int) -> list[float]:
         await trio.sleep(0.2)
         for i in range(count):
             pod_id = f"watch-{i}"
+            sent[pod_id] = trio.current_time()
             response = await client.post(
                 f"{base}{PREFIX}/pods", content=json.dumps(pod_body(pod_id)).encode(),
                 headers={"content-type": "application/json"})
@@ -224,7 +239,8 @@ async def watch_delivery(base: str, count: int) -> list[float]:
         nursery.cancel_scope.cancel()
     if len(arrived) < count:
         raise RuntimeError(f"only {len(arrived)} of {count} watch events arrived")
-    return [(arrived[k] - answered[k]) * 1000 for k in answered]
+    return ([max(0.0, arrived[k] - answered[k]) * 1000 for k in answered],
+            [(arrived[k] - sent[k]) * 1000 for k in sent])
 
 
 def run_trio(fn: Callable[[], Awaitable[Any]]) -> Any:
@@ -252,7 +268,7 @@ def run(quick: bool) -> list[Measure]:
             k_list = run_trio(lambda: sequential_ms(pods, lists))
             k_seq = run_trio(lambda: post_rate(pods, posts, 1, "seq"))
             k_conc = run_trio(lambda: post_rate(pods, posts, CONCURRENCY, "conc"))
-            k_watch = run_trio(lambda: watch_delivery(base, watches))
+            k_watch, k_watch_sent = run_trio(lambda: watch_delivery(base, watches))
         with peer(get_body, list_body, scratch) as peer_base:
             p_get = run_trio(lambda: open_loop_get(f"{peer_base}/pod", seconds))
             p_list = run_trio(lambda: sequential_ms(f"{peer_base}/list", lists))
@@ -268,7 +284,12 @@ def run(quick: bool) -> list[Measure]:
         Measure("LIST 100 pods p99", "ms", pct(k_list, 0.99), pct(p_list, 0.99), name),
         Measure("POST pods sequential", "pods/s", k_seq, p_seq, name),
         Measure(f"POST pods {CONCURRENCY} clients", "pods/s", k_conc, p_conc, name),
-        Measure("watch delivery p50", "ms", pct(k_watch, 0.5), 0.0, "none (absolute)"),
-        Measure("watch delivery p99", "ms", pct(k_watch, 0.99), 0.0, "none (absolute)",
-                target=50.0, goal="at_most"),
+        Measure("watch delivery after the POST's response p50", "ms", pct(k_watch, 0.5),
+                0.0, "none (absolute)"),
+        Measure("watch delivery after the POST's response p99", "ms", pct(k_watch, 0.99),
+                0.0, "none (absolute)"),
+        Measure("watch delivery after the POST was sent p50", "ms", pct(k_watch_sent, 0.5),
+                0.0, "none (absolute)"),
+        Measure("watch delivery after the POST was sent p99", "ms", pct(k_watch_sent, 0.99),
+                0.0, "none (absolute)", target=50.0, goal="at_most"),
     ]

@@ -1,44 +1,78 @@
 """Scheduler benchmark: pods bound per second through the apiserver and its store.
 
 M minions and P pods (full: 1,000 and 10,000; ``--quick``: 100 and 500) are created
-through the API of a master process without a scheduler, which then stops. A copy of
-its data directory is kept. Then:
+through the API of a master process without a scheduler, which then stops. The same
+unbound state is kept twice (a copy of the SQLite data directory; for etcd, a copy of
+every key under a second key prefix). Then, for each store:
 
-- kubecore: a master with ``scheduler_priority`` starts on the data directory; the time
-  from its apiserver listening to every pod having a host is the scheduling time;
-- baseline: a master without a scheduler starts on the copy, and a client posts the
-  same number of bindings in a plain sequential loop (the apiserver's bind limit).
+- kubecore: a master with ``scheduler_priority`` starts on the state; the time from
+  its apiserver listening to its log saying the last pod was scheduled is the
+  scheduling time (no polling of the apiserver while it works);
+- baseline: a master without a scheduler starts on the copy, and 16 clients (the
+  scheduler's default ``bind_concurrency``) post the same number of bindings round
+  robin over the minions: the apiserver's and store's own bind rate, with no
+  scheduling decisions.
 
-Ratio = scheduler rate / raw bind rate. Only store_sqlite is measured.
+Ratio = scheduler rate / raw bind rate. store_etcd runs against a private one-member
+etcd on loopback (as the tests start it), or against ``KUBECORE_BENCH_ETCD``
+(``host:port``) when set; without an etcd binary it is left out and the run says so.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
+import os
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import trio
 
 from bench import Measure
-from bench.apiserver import PREFIX, master, pod_body
+from bench.apiserver import LOCAL, PREFIX, ROOT, pod_body
+
+if TYPE_CHECKING:
+    from tests.processes import KubecoreProcess
 
 JSON = {"content-type": "application/json"}
+CLIENTS = 16
+TARGET = 500.0  # pods/s with store_sqlite
 
 
 def minion_body(name: str) -> dict[str, object]:
-    return {"kind": "Minion", "apiVersion": "v1beta1", "id": name, "hostIP": "127.0.0.1",
+    return {"kind": "Minion", "apiVersion": "v1beta1", "id": name, "hostIP": LOCAL,
             "resources": {"capacity": {"cpu": 4000, "memory": 8 * 2**30}}}
 
 
-async def populate(base: str, minions: int, pods: int) -> None:
-    """Create the minions and pods from 8 concurrent clients."""
-    bodies = [("minions", minion_body(f"node-{i}")) for i in range(minions)]
-    bodies += [("pods", pod_body(f"pod-{i}")) for i in range(pods)]
-    queue = iter(bodies)
+@contextlib.contextmanager
+def master(store_args: list[str], *plugins: str) -> Iterator[tuple[str, KubecoreProcess]]:
+    """A master process on the given store; yields its URL and the process (whose
+    parsed JSON log is ``proc.events``)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.processes import KubecoreProcess
+
+    args = ["run", "--role", "master", "--plugins", ",".join(plugins),
+            "--log-format", "json", "--set", "apiserver.port=0",
+            "--set", f'apiserver.address="{LOCAL}"', *store_args]
+    with KubecoreProcess(args, cwd=ROOT) as proc:
+        url: str = proc.wait_event("listening", logger="kubecore.apiserver", timeout=60)["url"]
+        try:
+            yield url, proc
+        finally:
+            proc.stop(timeout=60)
+
+
+async def post_all(base: str, requests: list[tuple[str, dict[str, object]]]) -> None:
+    """POST every ``(resource, body)`` from :data:`CLIENTS` concurrent clients."""
+    queue = iter(requests)
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
 
     async def worker(client: httpx.AsyncClient) -> None:
         for resource, body in queue:
@@ -46,44 +80,148 @@ async def populate(base: str, minions: int, pods: int) -> None:
                                          content=json.dumps(body).encode(), headers=JSON)
             response.raise_for_status()
 
-    async with httpx.AsyncClient(timeout=60) as client, trio.open_nursery() as nursery:
-        for _ in range(8):
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client, \
+            trio.open_nursery() as nursery:
+        for _ in range(CLIENTS):
             nursery.start_soon(worker, client)
 
 
-def bound_count(client: httpx.Client, base: str) -> int:
-    items = client.get(f"{base}{PREFIX}/pods").json().get("items") or []
-    return sum(1 for item in items if (item.get("desiredState") or {}).get("host"))
+def populate(base: str, minions: int, pods: int) -> None:
+    bodies = [("minions", minion_body(f"node-{i}")) for i in range(minions)]
+    bodies += [("pods", pod_body(f"pod-{i}")) for i in range(pods)]
+    trio.run(post_all, base, bodies)
+
+
+def bound_count(base: str) -> int:
+    with httpx.Client(timeout=300) as client:
+        response = client.get(f"{base}{PREFIX}/pods", params={"fields": "DesiredState.Host!="})
+        response.raise_for_status()
+        return len(response.json().get("items") or [])
+
+
+def wait_scheduled(proc: KubecoreProcess, pods: int, timeout: float) -> None:
+    """Until the master's log has said ``pod scheduled`` ``pods`` times."""
+    events = proc.events
+    seen, index = 0, 0
+    deadline = time.monotonic() + timeout
+    while seen < pods:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {seen} of {pods} pods scheduled after {timeout:.0f}s")
+        if proc.proc.poll() is not None:
+            raise RuntimeError(f"the master exited:\n{proc.output[-3000:]}")
+        end = len(events)
+        seen += sum(1 for e in events[index:end] if e.get("event") == "pod scheduled")
+        index = end
+        time.sleep(0.05)
+
+
+def measure(store_args: list[str], copy_args: list[str], minions: int, pods: int,
+            store: str) -> tuple[float, float]:
+    """(scheduler pods/s, raw bind pods/s) on one store whose two copies of the state
+    are reached with ``store_args`` and ``copy_args``."""
+    with master([*store_args, "--set", "scheduler.seed=1"], store,
+                "scheduler_priority") as (base, proc):
+        started = time.perf_counter()
+        wait_scheduled(proc, pods, timeout=max(600.0, pods / 5))
+        scheduled = pods / (time.perf_counter() - started)
+        if bound_count(base) != pods:
+            raise RuntimeError("the log said every pod was scheduled, the apiserver not")
+
+    with master(copy_args, store) as (base, _):
+        bindings: list[tuple[str, dict[str, object]]] = [
+            ("bindings", {"kind": "Binding", "apiVersion": "v1beta1", "podID": f"pod-{i}",
+                          "host": f"node-{i % minions}"})
+            for i in range(pods)
+        ]
+        started = time.perf_counter()
+        trio.run(post_all, base, bindings)
+        raw = pods / (time.perf_counter() - started)
+        if bound_count(base) != pods:
+            raise RuntimeError("raw bindings did not bind every pod")
+    return scheduled, raw
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def copy_prefix(endpoint: str, source: str, target: str) -> int:
+    """Copy every key under ``source`` to the same key under ``target`` (etcd's JSON
+    gateway; 100 puts per transaction). Returns how many keys."""
+    end = source[:-1] + chr(ord(source[-1]) + 1)
+    with httpx.Client(base_url=f"http://{endpoint}", timeout=60) as client:
+        response = client.post("/v3/kv/range", json={"key": _b64(source),
+                                                      "range_end": _b64(end)})
+        response.raise_for_status()
+        kvs = response.json().get("kvs") or []
+        for start in range(0, len(kvs), 100):
+            puts = [{"requestPut": {
+                "key": _b64(target + base64.b64decode(kv["key"]).decode()[len(source):]),
+                "value": kv.get("value", ""),
+            }} for kv in kvs[start:start + 100]]
+            client.post("/v3/kv/txn", json={"success": puts}).raise_for_status()
+    return len(kvs)
+
+
+@contextlib.contextmanager
+def etcd() -> Iterator[str | None]:
+    """An etcd endpoint: ``KUBECORE_BENCH_ETCD``, else a private one; ``None`` when
+    there is no etcd binary."""
+    given = os.environ.get("KUBECORE_BENCH_ETCD")
+    if given:
+        yield given
+        return
+    if shutil.which("etcd") is None:
+        yield None
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.services import start_etcd_cluster
+
+    cluster = start_etcd_cluster(1)
+    try:
+        yield cluster.endpoints[0]
+    finally:
+        cluster.close()
+
+
+def run_sqlite(minions: int, pods: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory(prefix="kubecore-bench-") as tmp:
+        data, copy = Path(tmp) / "data", Path(tmp) / "copy"
+        data.mkdir()
+        with master(["--data-dir", str(data)], "store_sqlite") as (base, _):
+            populate(base, minions, pods)
+        shutil.copytree(data, copy)
+        return measure(["--data-dir", str(data)], ["--data-dir", str(copy)], minions, pods,
+                       "store_sqlite")
+
+
+def run_etcd(endpoint: str, minions: int, pods: int) -> tuple[float, float]:
+    tag = f"/kubecore-bench-{os.getpid()}-{int(time.time())}"
+    with tempfile.TemporaryDirectory(prefix="kubecore-bench-") as tmp:
+
+        def args(prefix: str) -> list[str]:
+            return ["--data-dir", tmp, "--set", f'store_etcd.endpoints=["{endpoint}"]',
+                    "--set", f'store_etcd.prefix="{prefix}"']
+
+        with master(args(f"{tag}/a"), "store_etcd") as (base, _):
+            populate(base, minions, pods)
+        copy_prefix(endpoint, f"{tag}/a/", f"{tag}/b/")
+        return measure(args(f"{tag}/a"), args(f"{tag}/b"), minions, pods, "store_etcd")
 
 
 def run(quick: bool) -> list[Measure]:
     minions, pods = (100, 500) if quick else (1000, 10_000)
-    with tempfile.TemporaryDirectory(prefix="kubecore-bench-") as tmp:
-        data, copy = Path(tmp) / "data", Path(tmp) / "copy"
-        data.mkdir()
-        with master(data) as base:
-            trio.run(populate, base, minions, pods)
-        shutil.copytree(data, copy)
-
-        with master(data, "store_sqlite", "scheduler_priority",
-                    extra=("--set", "scheduler.seed=1")) as base:
-            started = time.perf_counter()
-            with httpx.Client(timeout=60) as client:
-                while bound_count(client, base) < pods:
-                    time.sleep(0.2)
-            scheduled = pods / (time.perf_counter() - started)
-
-        with master(copy) as base, httpx.Client(timeout=60) as client:
-            started = time.perf_counter()
-            for i in range(pods):
-                body = {"kind": "Binding", "apiVersion": "v1beta1",
-                        "podID": f"pod-{i}", "host": f"node-{i % minions}"}
-                client.post(f"{base}{PREFIX}/bindings", content=json.dumps(body).encode(),
-                            headers=JSON).raise_for_status()
-            raw = pods / (time.perf_counter() - started)
-            assert bound_count(client, base) == pods
-    return [
-        Measure(f"pods bound ({minions} minions, {pods} pods, store_sqlite)", "pods/s",
-                scheduled, raw, "sequential client bindings", target=500.0,
-                goal="at_least"),
-    ]
+    size = f"{minions} minions, {pods} pods"
+    baseline = f"{CLIENTS} concurrent client bindings"
+    measures: list[Measure] = []
+    scheduled, raw = run_sqlite(minions, pods)
+    measures.append(Measure(f"pods bound ({size}, store_sqlite)", "pods/s", scheduled, raw,
+                            baseline, target=TARGET, goal="at_least"))
+    with etcd() as endpoint:
+        if endpoint is None:
+            print("store_etcd left out: no etcd binary (set KUBECORE_BENCH_ETCD=host:port)")
+        else:
+            scheduled, raw = run_etcd(endpoint, minions, pods)
+            measures.append(Measure(f"pods bound ({size}, store_etcd)", "pods/s", scheduled,
+                                    raw, baseline))
+    return measures

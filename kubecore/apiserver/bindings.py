@@ -18,8 +18,9 @@ or its images are updated (its entry's images are rewritten).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 from pydantic import ValidationError
@@ -73,7 +74,7 @@ async def bind(registry: Registry, binding: Binding, namespace: str | None) -> S
                                  f"not match the namespace of the request ({namespace!r})")
     ns = namespace or binding.namespace or DEFAULT_NAMESPACE
     ensure(binding, _binding_causes(binding))
-    pod = await _assign(registry, ns, binding.pod_id, binding.host)
+    pod, revision = await _assign(registry, ns, binding.pod_id, binding.host)
     try:
         services, _ = await registry.list_raw(SERVICES.name)
         bound = bound_pod(pod, [cast(Service, s) for s in services])
@@ -86,18 +87,22 @@ async def bind(registry: Registry, binding: Binding, namespace: str | None) -> S
                 log.error("could not reset the host of a pod whose binding failed",
                           pod=binding.pod_id, namespace=ns, error=str(exc))
         raise
-    await _drop_if_gone(registry, ns, binding.pod_id, binding.host)
-    log.info("pod bound", pod=binding.pod_id, namespace=ns, host=binding.host)
+    await _drop_if_gone(registry, ns, binding.pod_id, binding.host, revision)
+    # Debug: the scheduler logs each placement; a line per bind here would double it.
+    log.debug("pod bound", pod=binding.pod_id, namespace=ns, host=binding.host)
     return errors.success("binding", binding.pod_id)
 
 
-async def _assign(registry: Registry, namespace: str, pod_id: str, host: str) -> Pod:
+async def _assign(
+    registry: Registry, namespace: str, pod_id: str, host: str
+) -> tuple[Pod, int]:
+    """The pod with its host set, and the revision that wrote it."""
     key = PODS.key(namespace, pod_id)
     for _ in range(MAX_RETRIES):
         kv = await registry.store.get(key)
         if kv is None:
             raise errors.not_found("Pod", pod_id)
-        pod = registry.read(PODS, kv)
+        pod = registry.read_shared(PODS, kv)  # not changed: _with_host copies
         if not isinstance(pod, Pod):
             raise errors.StatusError(500, errors.INTERNAL_ERROR,
                                      f"the stored value at {key} is not a valid Pod")
@@ -108,12 +113,13 @@ async def _assign(registry: Registry, namespace: str, pod_id: str, host: str) ->
                 kind="pod", id=pod_id)
         assigned = _with_host(pod, host)
         try:
-            await registry.store.update(key, encode_stored(assigned), kv.mod_revision)
+            written = await registry.store.update(key, encode_stored(assigned),
+                                                  kv.mod_revision)
         except Conflict:
             continue  # changed meanwhile (a status update, another binding): look again
         except KeyNotFound:
             raise errors.not_found("Pod", pod_id) from None
-        return assigned
+        return assigned, written.mod_revision
     raise errors.conflict("Pod", pod_id, "too many concurrent writers; retry")
 
 
@@ -133,11 +139,16 @@ async def _unassign(registry: Registry, namespace: str, pod_id: str, host: str) 
         return
 
 
-async def _drop_if_gone(registry: Registry, namespace: str, pod_id: str, host: str) -> None:
+async def _drop_if_gone(
+    registry: Registry, namespace: str, pod_id: str, host: str, revision: int
+) -> None:
     """Undo the host list entry of a pod deleted (or reset) while it was being bound: its
-    delete may have looked at the host list before the entry was added."""
+    delete may have looked at the host list before the entry was added. ``revision``
+    is the binding's write: a pod still at it needs no decoding to be known bound."""
     kv = await registry.store.get(PODS.key(namespace, pod_id))
-    pod = registry.read(PODS, kv) if kv is not None else None
+    if kv is not None and kv.mod_revision == revision:
+        return
+    pod = registry.read_shared(PODS, kv) if kv is not None else None
     if not isinstance(pod, Pod) or pod.desired_state.host != host:
         await remove_bound_pod(registry, host, namespace, pod_id)
 
@@ -231,22 +242,98 @@ async def _edit_host_list(
                              f"the pod list of host {host!r} is changing too fast; retry")
 
 
+def _port_clash(pod: BoundPod, host: str, clash: set[int], other: str) -> errors.StatusError:
+    return errors.StatusError(
+        409, errors.CONFLICT,
+        f'pod "{pod.id}" cannot be bound to host "{host}": host port '
+        f'{min(clash)} is already used there by pod "{other}"',
+        kind="pod", id=pod.id)
+
+
+def _plain_host_list(value: bytes) -> tuple[dict[str, Any], list[set[int]]] | None:
+    """The stored host list as plain JSON and each item's host ports, when it has the
+    shape this module writes; ``None`` for anything else (the models then read it, or
+    refuse it). Binding appends to lists of many pods: decoding every entry into
+    models each time would cost more than the rest of the binding."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("kind", BoundPods.KIND) != BoundPods.KIND:
+        return None
+    items = data.setdefault("items", [])
+    if not isinstance(items, list):
+        return None
+    ports: list[set[int]] = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            return None
+        used: set[int] = set()
+        spec = item.get("spec") or {}
+        containers = spec.get("containers") or [] if isinstance(spec, dict) else None
+        if not isinstance(containers, list):
+            return None
+        for container in containers:
+            listed = container.get("ports") or [] if isinstance(container, dict) else None
+            if not isinstance(listed, list):
+                return None
+            for port in listed:
+                number = port.get("hostPort") if isinstance(port, dict) else None
+                if number is not None and (not isinstance(number, int) or isinstance(
+                        number, bool)):
+                    return None
+                if number:
+                    used.add(number)
+        ports.append(used)
+    return data, ports
+
+
+def _plain_same(item: dict[str, Any], namespace: str, id: str) -> bool:
+    return bool(item["id"] == id and (item.get("namespace") or DEFAULT_NAMESPACE) == namespace)
+
+
 async def add_bound_pod(registry: Registry, host: str, pod: BoundPod) -> None:
     """Put ``pod`` in ``host``'s list (replacing a stale entry of the same pod); a
     hostPort already used there by another pod is a 409 Conflict."""
     namespace = pod.namespace or DEFAULT_NAMESPACE
     wanted = _host_ports(pod)
+    entry = pod.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    key = host_key(registry.host_key, host)
+    for _ in range(MAX_RETRIES):
+        kv = await registry.store.get(key)
+        plain = _plain_host_list(kv.value) if kv is not None else None
+        if kv is not None and plain is None:
+            break  # not a list this module wrote: edit it through the models
+        data, ports = plain or ({"kind": BoundPods.KIND, "items": []}, [])
+        kept = []
+        for item, used in zip(data["items"], ports, strict=True):
+            if _plain_same(item, namespace, pod.id):
+                continue
+            if wanted & used:
+                raise _port_clash(pod, host, wanted & used, item["id"])
+            kept.append(item)
+        data.pop("resourceVersion", None)
+        data.update(kind=BoundPods.KIND, apiVersion=API_VERSION, host=host,
+                    items=[*kept, entry])
+        value = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            if kv is None:
+                await registry.store.create(key, value)
+            else:
+                await registry.store.update(key, value, kv.mod_revision)
+        except (KeyExists, Conflict, KeyNotFound):
+            continue  # changed meanwhile: look again
+        return
+    else:
+        raise errors.StatusError(409, errors.CONFLICT,
+                                 f"the pod list of host {host!r} is changing too fast; retry")
 
     def edit(items: list[BoundPod]) -> list[BoundPod]:
         others = [item for item in items if not _same(item, namespace, pod.id)]
         for other in others:
-            clash = sorted(wanted & _host_ports(other))
+            clash = wanted & _host_ports(other)
             if clash:
-                raise errors.StatusError(
-                    409, errors.CONFLICT,
-                    f'pod "{pod.id}" cannot be bound to host "{host}": host port '
-                    f'{clash[0]} is already used there by pod "{other.id}"',
-                    kind="pod", id=pod.id)
+                raise _port_clash(pod, host, clash, other.id)
         return [*others, pod]
 
     await _edit_host_list(registry, host, edit, create=True)

@@ -18,6 +18,7 @@ Contract:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,9 @@ log = get_logger("kubecore.apiserver")
 
 # Compare-and-swap loops (upserts, host lists) give up after this many lost races.
 MAX_RETRIES = 20
+# Decoded values kept for :meth:`Registry.read_shared` (every open watch of a resource
+# decodes the same changes; the scheduler alone holds two pod watches).
+SHARED_READS = 512
 
 
 class Registry:
@@ -80,6 +84,8 @@ class Registry:
             EventStrategy(self),
         ]
         self.strategies: dict[str, Strategy] = {s.resource.name: s for s in strategies}
+        self._shared: OrderedDict[tuple[str, str, int], tuple[bytes, TypeMeta | None]] = (
+            OrderedDict())
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -105,6 +111,21 @@ class Registry:
             "self_link": resource.self_link(obj.id),
             "resource_version": kv.mod_revision,
         })
+
+    def read_shared(self, resource: Resource, kv: KeyValue) -> TypeMeta | None:
+        """:meth:`read`, answered from the recently decoded values when ``kv`` (a key
+        at one revision) was read before. The object may be handed to other callers
+        too: never change it (``model_copy`` with an update makes a changed one)."""
+        index = (resource.name, kv.key, kv.mod_revision)
+        cached = self._shared.get(index)
+        if cached is not None and cached[0] == kv.value:
+            self._shared.move_to_end(index)
+            return cached[1]
+        obj = self.read(resource, kv)
+        self._shared[index] = (kv.value, obj)
+        if len(self._shared) > SHARED_READS:
+            self._shared.popitem(last=False)
+        return obj
 
     def _read_or_fail(self, resource: Resource, kv: KeyValue) -> TypeMeta:
         obj = self.read(resource, kv)

@@ -63,10 +63,11 @@ class Watcher:
 
     def _translate(self, change: WatchEvent) -> tuple[str, TypeMeta] | None:
         resource = self.strategy.resource
-        current = self.registry.read(resource, change.kv)
+        # Shared decodes: every watch of this resource reads the same change.
+        current = self.registry.read_shared(resource, change.kv)
         if change.type is EventType.DELETE:
             return (DELETED, current) if current is not None and self._visible(current) else None
-        previous = self.registry.read(resource, change.prev) if change.prev else None
+        previous = self.registry.read_shared(resource, change.prev) if change.prev else None
         now_visible, was_visible = self._visible(current), self._visible(previous)
         if now_visible and current is not None:
             return (MODIFIED if was_visible else ADDED), current

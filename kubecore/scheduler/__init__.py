@@ -5,6 +5,12 @@ already bound there and their summed requests, maintained incrementally as pods 
 go, so a predicate or priority never scans the cluster itself: each aggregate it needs
 (used host ports, requested cpu and memory, pod count) is one attribute read.
 
+A predicate that only concerns some pods (those with host ports, say) can say so with
+:func:`applies_when`: for any other pod the scheduler counts it as passing on every
+node without calling it once per node, which is most of the cost of a pod on a large
+cluster. What a pod asks for (:func:`pod_facts`) is computed once per pod object, not
+once per node.
+
 The component itself (queue, watches, binding) is :mod:`kubecore.scheduler.core`; its
 built-in plugin (config section, component) is :mod:`kubecore.scheduler.plugin`.
 """
@@ -17,7 +23,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from kubecore.api import DEFAULT_NAMESPACE
 
@@ -58,6 +64,33 @@ def pod_requests(pod: Pod) -> tuple[int, int]:
     """``(milli-cores, bytes)``: the sum of the pod's container requests."""
     containers = pod.desired_state.manifest.containers
     return sum(c.cpu for c in containers), sum(c.memory for c in containers)
+
+
+@dataclass(frozen=True, slots=True)
+class PodFacts:
+    """What a pod asks of a node, in the form predicates read it."""
+
+    cpu: int  # milli-cores
+    memory: int  # bytes
+    host_ports: tuple[int, ...]
+    disks: tuple[str, ...]  # GCE pdNames
+
+
+_last_facts: tuple[Pod, PodFacts] | None = None
+
+
+def pod_facts(pod: Pod) -> PodFacts:
+    """The pod's requests, host ports and disks. The answer for the most recent pod
+    object is kept (the scheduler asks once per node for the same pod), so pods must
+    not be changed in place once scheduling has looked at them."""
+    global _last_facts
+    last = _last_facts
+    if last is not None and last[0] is pod:
+        return last[1]
+    cpu, memory = pod_requests(pod)
+    facts = PodFacts(cpu, memory, tuple(pod_host_ports(pod)), tuple(pod_disk_names(pod)))
+    _last_facts = (pod, facts)
+    return facts
 
 
 _QUANTITY = re.compile(r"^\s*(\d+)\s*([KMGTP]i?|[kmgtp])?\s*$")
@@ -154,6 +187,14 @@ class NodeInfo:
         return len(self.by_key)
 
     @property
+    def capacity(self) -> tuple[int, int]:
+        """``(capacity_cpu, capacity_memory)``, read in one go (priorities read it for
+        every node and every pod, hence no further call when it is current)."""
+        if self._capacity_of is self.minion:
+            return self._parsed_capacity
+        return self._capacity()
+
+    @property
     def capacity_cpu(self) -> int:
         return self._capacity()[0]
 
@@ -209,7 +250,31 @@ class NodeInfo:
 
 FitPredicate = Callable[["Pod", NodeInfo], bool]
 """``predicate(pod, node) -> True`` when ``pod`` fits on ``node``. Must not change
-``node``; an exception counts as "does not fit" (and is logged)."""
+``node``; an exception counts as "does not fit" (and is logged). A predicate marked
+with :func:`applies_when` is not called for pods it does not apply to."""
+
+P = TypeVar("P", bound=Callable[..., bool])
+
+APPLIES_TO = "applies_to"
+"""The attribute :func:`applies_when` sets on a predicate."""
+
+
+def applies_when(applies: Callable[[Pod], bool]) -> Callable[[P], P]:
+    """Mark a predicate as passing on every node for a pod where ``applies(pod)`` is
+    false (a ports check for a pod without host ports): the scheduler then skips it for
+    that pod. ``applies`` must be cheap and must not depend on the node."""
+
+    def mark(predicate: P) -> P:
+        setattr(predicate, APPLIES_TO, applies)
+        return predicate
+
+    return mark
+
+
+def applies_to(predicate: FitPredicate, pod: Pod) -> bool:
+    """Whether ``predicate`` has to be called for ``pod`` (see :func:`applies_when`)."""
+    applies: Callable[[Pod], bool] | None = getattr(predicate, APPLIES_TO, None)
+    return applies is None or applies(pod)
 
 PriorityFunction = Callable[["Pod", Sequence[NodeInfo]], Mapping[str, int]]
 """``priority(pod, nodes) -> {host: score}``; lower is better, as in Kubernetes v0.5.
@@ -219,23 +284,27 @@ A host missing from the answer scores 0."""
 def select_lowest(scores: Mapping[str, int], rng: random.Random) -> str:
     """A host chosen uniformly at random among those with the lowest score.
 
-    Hosts are sorted by ``(score, name)`` first, so the same ``rng`` state gives the same
-    choice whatever the mapping's order. ``scores`` must not be empty.
+    The tied hosts are taken in name order, so the same ``rng`` state gives the same
+    choice whatever the mapping's order (as sorting by ``(score, name)`` would).
+    ``scores`` must not be empty.
     """
-    ranked = sorted(scores.items(), key=lambda item: (item[1], item[0]))
-    best = ranked[0][1]
-    tied = [name for name, score in ranked if score == best]
+    best = min(scores.values())
+    tied = sorted([name for name, score in scores.items() if score == best])
     return tied[rng.randrange(len(tied))]
 
 
 __all__ = [
     "FitPredicate",
     "NodeInfo",
+    "PodFacts",
     "PodKey",
     "PriorityFunction",
+    "applies_to",
+    "applies_when",
     "parse_capacity",
     "parse_cpu_capacity",
     "pod_disk_names",
+    "pod_facts",
     "pod_host_ports",
     "pod_key",
     "pod_requests",

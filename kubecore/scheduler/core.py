@@ -7,13 +7,20 @@ keeps a :class:`~kubecore.scheduler.NodeInfo` per host, and the minion list poll
 ``minion_poll_interval`` seconds. A watch that ends, breaks or answers 410 Gone is
 re-listed and resumed from the new list's resource version.
 
-For each pod: every predicate runs on every minion; every priority scores the feasible
-ones and the sums go to the host selection hook; the binding is POSTed and the cache
-updated at once, so the next pod sees the new load without waiting for the watch. No
-fit: a log line naming the failing predicates, a best-effort ``failedScheduling`` Event,
-and a per-pod backoff (``backoff_initial`` doubling to ``backoff_max``) after which the
-pod is retried if it is still unscheduled. A 409 on bind for a pod that already has a
-host drops it. One pod's failure never stops the loop.
+For each pod, in queue order: every predicate runs on every minion (except where the
+predicate says the pod does not concern it); every priority scores the feasible ones
+and the sums go to the host selection hook. The chosen host is *assumed* at once: the
+cache places the pod there before the binding is confirmed, so the next pod sees the
+new load, and the binding is POSTed in the background, up to ``bind_concurrency``
+bindings in flight. A binding that fails takes the assumption back (unless the
+assigned-pods watch has meanwhile said where the pod really is). The apiserver's
+compare-and-swap on the pod still refuses a second binding, so concurrency never binds
+a pod twice.
+
+No fit: a log line naming the failing predicates, a best-effort ``failedScheduling``
+Event, and a per-pod backoff (``backoff_initial`` doubling to ``backoff_max``) after
+which the pod is retried if it is still unscheduled. A 409 on bind for a pod that
+already has a host drops it. One pod's failure never stops the loop.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from kubecore.scheduler import (
     NodeInfo,
     PodKey,
     PriorityFunction,
+    applies_to,
     pod_key,
     select_lowest,
 )
@@ -64,6 +72,8 @@ class Settings:
     minion_poll_interval: float = 10.0
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
+    #: bindings POSTed and not yet answered, at most
+    bind_concurrency: int = 16
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,10 @@ class Scheduler:
         #: set once minions and both pod lists have been read
         self.synced = trio.Event()
         self._host_of: dict[PodKey, str] = {}
+        #: pods placed in the cache whose binding is in flight -> the pod as placed
+        self._assumed: dict[PodKey, Pod] = {}
+        self._candidates: list[NodeInfo] = []  # the minions' nodes, by name
+        self._names: list[str] = []  # their names
         self._pending: dict[PodKey, Pod] = {}
         self._ready: OrderedDict[PodKey, None] = OrderedDict()
         self._delay: dict[PodKey, float] = {}
@@ -146,9 +160,10 @@ class Scheduler:
             await self._unassigned_read.wait()
             await self._assigned_read.wait()
             self.synced.set()
-            await self._loop()
+            await self._loop(nursery)
 
-    async def _loop(self) -> None:
+    async def _loop(self, nursery: trio.Nursery) -> None:
+        slots = trio.Semaphore(max(1, self.settings.bind_concurrency))
         while True:
             self._promote_due()
             if not self._ready:
@@ -157,44 +172,72 @@ class Scheduler:
                 with trio.move_on_after(max(timeout, 0)):
                     await self._wakeup.wait()
                 continue
-            key, _ = self._ready.popitem(last=False)
-            pod = self._pending.get(key)
-            if pod is None:
+            await slots.acquire()
+            key = next(iter(self._ready), None)  # the queue may have changed meanwhile
+            pod = self._pending.get(key) if key is not None else None
+            if key is None or pod is None:
+                if key is not None:
+                    del self._ready[key]
+                slots.release()
                 continue
+            del self._ready[key]
             try:
-                await self.schedule(pod)
+                found = self._choose(pod)
             except Exception as exc:  # one pod's trouble must not stop the others
                 log.error("scheduling a pod failed", pod=key[1], namespace=key[0],
                           error=str(exc) or type(exc).__name__, exc_info=exc)
                 self._back_off(key)
+                found = None
+            if found is None:
+                slots.release()
+            else:
+                nursery.start_soon(self._bind_released, pod, found, slots)
             await trio.lowlevel.checkpoint()
+
+    async def _bind_released(self, pod: Pod, host: str, slots: trio.Semaphore) -> None:
+        try:
+            await self._bind(pod, host)
+        except Exception as exc:  # one pod's trouble must not stop the others
+            key = pod_key(pod)
+            log.error("binding a pod failed", pod=key[1], namespace=key[0],
+                      error=str(exc) or type(exc).__name__, exc_info=exc)
+            self._unassume(key)
+            self._back_off(key)
+        finally:
+            slots.release()
 
     # -- one pod -----------------------------------------------------------------------
 
     def find_host(self, pod: Pod) -> str | NoFit:
         """The host for ``pod`` from the current cache, or why there is none."""
-        failed: dict[str, list[str]] = {}
-        feasible: list[NodeInfo] = []
-        for name in sorted(self.minions):
-            node = self.nodes[name]
-            fits = True
-            for pred_name, predicate in self.predicates.items():
-                try:
-                    ok = predicate(pod, node)
-                except Exception as exc:
-                    log.error("predicate failed", predicate=pred_name, node=name,
-                              pod=pod.id, error=str(exc) or type(exc).__name__)
-                    ok = False
-                if not ok:
-                    failed.setdefault(pred_name, []).append(name)
-                    fits = False
-            if fits:
-                feasible.append(node)
+        candidates = self._candidates
+        feasible = candidates
+        # Each predicate filters what the previous ones kept, whole lists at a time;
+        # what each saw and kept is noted for the (rare) report of why nothing fits.
+        stages: list[tuple[str, list[NodeInfo], list[NodeInfo]]] = []
+        for pred_name, predicate in self.predicates.items():
+            if not feasible:
+                break
+            if not applies_to(predicate, pod):
+                continue
+            before = feasible
+            try:
+                feasible = [node for node in before if predicate(pod, node)]
+            except Exception:
+                feasible = [node for node in before
+                            if self._fits(pred_name, predicate, pod, node, log_errors=True)]
+            stages.append((pred_name, before, feasible))
         if not feasible:
-            return NoFit(failed, len(self.minions))
-        scores = {node.name: 0 for node in feasible}
+            return NoFit(self._failures(pod, candidates, stages), len(candidates))
+        names = self._names if feasible is candidates else [node.name for node in feasible]
+        scores = dict.fromkeys(names, 0)
         for priority in self.priorities.values():
-            for host, score in priority(pod, feasible).items():
+            answer = priority(pod, feasible)
+            if (len(self.priorities) == 1 and answer.keys() <= scores.keys()
+                    and set(map(type, answer.values())) <= {int}):
+                scores.update(answer)  # the common case, without a loop in Python
+                continue
+            for host, score in answer.items():
                 if host in scores:
                     scores[host] += int(score)
         chosen = self.select(pod, scores, self.rng) if self.select is not None else None
@@ -204,9 +247,43 @@ class Scheduler:
             raise ValueError(f"host selection chose {chosen!r}, which is not feasible")
         return chosen
 
-    async def schedule(self, pod: Pod) -> str | None:
-        """Try to place ``pod`` once; returns its host, or ``None`` when it was not bound
-        (backed off, or dropped because it already has a host)."""
+    @staticmethod
+    def _fits(name: str, predicate: FitPredicate, pod: Pod, node: NodeInfo, *,
+              log_errors: bool) -> bool:
+        try:
+            return predicate(pod, node)
+        except Exception as exc:
+            if log_errors:
+                log.error("predicate failed", predicate=name, node=node.name, pod=pod.id,
+                          error=str(exc) or type(exc).__name__)
+            return False
+
+    def _failures(
+        self,
+        pod: Pod,
+        nodes: list[NodeInfo],
+        stages: list[tuple[str, list[NodeInfo], list[NodeInfo]]],
+    ) -> dict[str, list[str]]:
+        """Per predicate, every node it fails on, as if each had run on every node:
+        the answers :meth:`find_host` got are reused, the rest asked for (so no
+        predicate is called twice for one node)."""
+        known = {name: ({id(n) for n in before}, {id(n) for n in after})
+                 for name, before, after in stages}
+        failed: dict[str, list[str]] = {}
+        for node in nodes:
+            for name, predicate in self.predicates.items():
+                if name in known and id(node) in known[name][0]:
+                    fits = id(node) in known[name][1]
+                else:
+                    fits = not applies_to(predicate, pod) or self._fits(
+                        name, predicate, pod, node, log_errors=True)
+                if not fits:
+                    failed.setdefault(name, []).append(node.name)
+        return failed
+
+    def _choose(self, pod: Pod) -> str | None:
+        """Pick ``pod``'s host and assume it there (the caller then binds), or back off
+        when nothing fits."""
         key = pod_key(pod)
         found = self.find_host(pod)
         if isinstance(found, NoFit):
@@ -215,9 +292,32 @@ class Scheduler:
             self._event(pod, "failedScheduling", f"failed to find a fit for pod: {reason}")
             self._back_off(key)
             return None
+        self._assume(pod, found)
+        return found
+
+    async def schedule(self, pod: Pod) -> str | None:
+        """Try to place ``pod`` once and wait for its binding; returns its host, or
+        ``None`` when it was not bound (backed off, or dropped because it already has a
+        host)."""
+        key = pod_key(pod)
+        self._ready.pop(key, None)
+        found = self._choose(pod)
+        if found is None:
+            return None
+        try:
+            return await self._bind(pod, found)
+        except BaseException:
+            self._unassume(key)
+            raise
+
+    async def _bind(self, pod: Pod, found: str) -> str | None:
+        """POST the binding of ``pod`` (already assumed on ``found``) and settle the
+        assumption: kept (as a placement) on success, taken back on failure."""
+        key = pod_key(pod)
         try:
             await self.client.bind(pod.id, found, namespace=key[0])
         except ApiError as exc:
+            self._unassume(key)
             if exc.code == 404:
                 self._forget(key)  # deleted meanwhile
                 return None
@@ -232,15 +332,13 @@ class Scheduler:
             self._back_off(key)
             return None
         except ClientError as exc:
+            self._unassume(key)
             log.warning("binding failed", pod=pod.id, namespace=key[0], host=found,
                         error=str(exc))
             self._back_off(key)
             return None
         self._forget(key)
-        bound = pod.model_copy(update={
-            "desired_state": pod.desired_state.model_copy(update={"host": found})
-        })
-        self._place(bound, found)  # before the watch says so: the next pod sees the load
+        self._assumed.pop(key, None)  # bound: an ordinary placement from now on
         log.info("pod scheduled", pod=pod.id, namespace=key[0], host=found)
         self._event(pod, "scheduled", f"Successfully assigned {pod.id} to {found}")
         return found
@@ -264,7 +362,7 @@ class Scheduler:
         return self._delay.get(key, self.settings.backoff_initial)
 
     def _enqueue(self, key: PodKey) -> None:
-        if key not in self._ready and key not in self._waiting:
+        if key not in self._ready and key not in self._waiting and key not in self._assumed:
             self._ready[key] = None
             self._wakeup.set()
 
@@ -286,7 +384,7 @@ class Scheduler:
             if self._waiting.get(key) != when:
                 continue  # superseded or forgotten
             del self._waiting[key]
-            if key in self._pending:  # still unscheduled: retry
+            if key in self._pending and key not in self._assumed:  # still unscheduled
                 self._ready[key] = None
 
     def _forget(self, key: PodKey) -> None:
@@ -302,6 +400,21 @@ class Scheduler:
         if node is None:
             node = self.nodes[host] = NodeInfo(Minion(id=host))
         return node
+
+    def _assume(self, pod: Pod, host: str) -> None:
+        """Place ``pod`` on ``host`` ahead of its binding."""
+        key = pod_key(pod)
+        assumed = pod.model_copy(update={
+            "desired_state": pod.desired_state.model_copy(update={"host": host})
+        })
+        self._place(assumed, host)
+        self._assumed[key] = assumed
+
+    def _unassume(self, key: PodKey) -> None:
+        """Take back the assumption of a binding that failed, unless the assigned-pods
+        watch has replaced it with where the pod really is."""
+        if self._assumed.pop(key, None) is not None:
+            self._unplace(key)
 
     def _place(self, pod: Pod, host: str) -> None:
         key = pod_key(pod)
@@ -329,16 +442,22 @@ class Scheduler:
         for name, minion in fresh.items():
             self._node(name).minion = minion
         self.minions = set(fresh)
+        self._names = sorted(fresh)
+        self._candidates = [self.nodes[name] for name in self._names]
 
     def _on_assigned_list(self, pods: list[Pod]) -> None:
         for key in list(self._host_of):
             self._unplace(key)
         for pod in pods:
             self._on_assigned_event(WatchEvent("ADDED", pod))
+        for key, assumed in self._assumed.items():  # bindings still in flight
+            if key not in self._host_of:
+                self._place(assumed, assumed.desired_state.host)
 
     def _on_assigned_event(self, event: WatchEvent[Pod]) -> None:
         key = pod_key(event.object)
         host = event.object.desired_state.host
+        self._assumed.pop(key, None)  # the watch knows better than the assumption
         if event.type == "DELETED" or not host:
             self._unplace(key)
         else:

@@ -27,7 +27,8 @@ from kubecore.scheduler import FitPredicate, PriorityFunction
 log = get_logger("kubecore.scheduler")
 
 class SchedulerConfig(SectionModel):
-    """``[scheduler]``: how often minions are read, the per-pod retry backoff, the RNG."""
+    """``[scheduler]``: how often minions are read, the per-pod retry backoff, how many
+    bindings may be in flight, the RNG."""
 
     minion_poll_interval: float = Field(
         default=10.0, gt=0, description="seconds between reads of the minion list"
@@ -37,6 +38,10 @@ class SchedulerConfig(SectionModel):
     )
     backoff_max: float = Field(
         default=60.0, gt=0, description="longest wait (s); the wait doubles up to it"
+    )
+    bind_concurrency: int = Field(
+        default=16, ge=1,
+        description="bindings in flight at once (each pod is assumed on its host first)",
     )
     seed: int | None = Field(
         default=None, description="seed of the host-selection RNG; unset = random"
@@ -115,6 +120,7 @@ def kubecore_components(ctx: Context) -> list[Component]:
             minion_poll_interval=cfg.minion_poll_interval,
             backoff_initial=cfg.backoff_initial,
             backoff_max=cfg.backoff_max,
+            bind_concurrency=cfg.bind_concurrency,
         )
         scheduler = Scheduler(client, predicates, priorities, select, settings=settings,
                               rng=random.Random(cfg.seed))

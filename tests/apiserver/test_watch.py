@@ -134,6 +134,24 @@ async def test_field_selector_follows_a_binding(api: Api) -> None:
         assert obj["desiredState"]["host"] == "node-a" and obj["currentState"]["host"] == "node-a"
 
 
+async def test_each_change_reaches_every_watch_before_the_next_write(api: Api) -> None:
+    """No change waits for a later one to be delivered (a missed wake-up would, and
+    nothing else here would wake it): every write is seen by every open watch, each
+    with its own selector, before the next write is made. Bindings shared by the
+    watches of the scheduler (unassigned, assigned) are in the mix."""
+    async with watching(api, "pods") as every, \
+            watching(api, "pods?fields=DesiredState.Host=") as unassigned, \
+            watching(api, "pods?fields=DesiredState.Host!=") as assigned:
+        for i in range(20):
+            await api.ok("POST", f"{P}/pods", json=pod(f"p{i}"))
+            assert await every.take(1) == [("ADDED", f"p{i}")]
+            assert await unassigned.take(1) == [("ADDED", f"p{i}")]
+            await api.ok("POST", f"{P}/bindings", json={"podID": f"p{i}", "host": "node-a"})
+            assert await every.take(1) == [("MODIFIED", f"p{i}")]
+            assert await unassigned.take(1) == [("DELETED", f"p{i}")]
+            assert await assigned.take(1) == [("ADDED", f"p{i}")]
+
+
 async def test_namespaced_watch(api: Api) -> None:
     await api.ok("POST", f"{P}/pods?namespace=prod", json=pod("p"))
     await api.ok("POST", f"{P}/pods", json=pod("d"))

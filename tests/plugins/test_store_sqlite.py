@@ -3,6 +3,7 @@ exclusive use of the file, and loading through kubecore's plugin machinery."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import statistics
 import time
@@ -13,11 +14,19 @@ import pytest
 import trio
 import trio.testing
 from kubecore_store_sqlite import SqliteStore
+from kubecore_store_sqlite import store as store_module
 from kubecore_store_sqlite.store import prefix_end
 
 from kubecore import kernel, plugins
 from kubecore.config import ConfigError
-from kubecore.store import Compacted, EventType, KeyValue, StoreUnavailable, WatchEvent
+from kubecore.store import (
+    Compacted,
+    EventType,
+    KeyExists,
+    KeyValue,
+    StoreUnavailable,
+    WatchEvent,
+)
 
 TIMEOUT = 10.0
 
@@ -186,6 +195,87 @@ async def test_an_idle_watch_does_not_touch_the_database(
         await store.aclose()
 
 
+async def test_every_write_wakes_its_watchers_without_a_later_write(db: Path) -> None:
+    """A missed wake-up would leave a change waiting for the next write (there is no
+    poll to rescue it): here no next write comes until every watcher has the change,
+    whatever the interleaving of the watchers' reads, the write and the consumers."""
+    store = SqliteStore(db)
+    rng = random.Random(5)
+    try:
+        async with store.watch("/a/", 0) as a, store.watch("/", 0) as b, \
+                store.watch("/a/x", 0) as c:
+            for i in range(150):
+                got: list[tuple[int, str]] = []
+
+                async def consume(index: int, events: AsyncIterator[WatchEvent],
+                                  delay: int, got: list[tuple[int, str]]) -> None:
+                    for _ in range(delay):  # arrive before, during or after the commit
+                        await trio.lowlevel.checkpoint()
+                    (event,) = await take(events, 1)
+                    got.append((index, event.kv.key))
+
+                async def read(delay: int) -> None:  # shares the write's trip or not
+                    for _ in range(delay):
+                        await trio.lowlevel.checkpoint()
+                    await store.get("/a/x0")
+
+                async with trio.open_nursery() as nursery:
+                    for index, events in enumerate((a, b, c)):
+                        nursery.start_soon(consume, index, events, rng.randrange(6), got)
+                    nursery.start_soon(read, rng.randrange(3))
+                    for _ in range(rng.randrange(3)):
+                        await trio.lowlevel.checkpoint()
+                    await store.create(f"/a/x{i}", b"v")
+                assert sorted(got) == [(0, f"/a/x{i}"), (1, f"/a/x{i}"), (2, f"/a/x{i}")]
+    finally:
+        await store.aclose()
+
+
+async def test_a_watch_behind_the_remembered_changes_reads_the_log(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recent changes are served from memory, older ones from the log: a watcher that
+    starts behind what memory holds gets every change once, in order, across the
+    seam."""
+    monkeypatch.setattr(store_module, "RECENT_CHANGES", 4)
+    store = SqliteStore(db)
+    try:
+        written = [await store.create(f"/k/{i:02d}", b"x") for i in range(12)]
+        async with store.watch("/k/", 2) as events:
+            got = await take(events, 10)
+            more = await store.create("/k/late", b"y")
+            got += await take(events, 1)
+        assert [e.revision for e in got] == [kv.mod_revision for kv in [*written[2:], more]]
+    finally:
+        await store.aclose()
+
+
+async def test_concurrent_calls_share_trips_but_keep_their_own_outcomes(db: Path) -> None:
+    store = SqliteStore(db)
+    outcomes: dict[int, str] = {}
+    try:
+        await store.create("/taken", b"0")
+
+        async def create(i: int) -> None:
+            key = "/taken" if i % 3 == 0 else f"/free/{i}"
+            try:
+                await store.create(key, str(i).encode())
+                outcomes[i] = "created"
+            except KeyExists:
+                outcomes[i] = "exists"
+
+        async with trio.open_nursery() as nursery:
+            for i in range(30):
+                nursery.start_soon(create, i)
+        assert outcomes == {i: "exists" if i % 3 == 0 else "created" for i in range(30)}
+        items, revision = await store.list("/free/")
+        assert len(items) == 20 and revision == 21
+        # One revision per successful write, none lost or repeated.
+        assert sorted(kv.mod_revision for kv in items) == list(range(2, 22))
+    finally:
+        await store.aclose()
+
+
 async def test_a_second_user_of_the_file_is_refused(db: Path) -> None:
     first = SqliteStore(db)
     await first.create("/a", b"1")
@@ -244,3 +334,21 @@ def test_an_explicitly_loaded_etcd_store_wins(tmp_path: Path, selection: list[st
     ctx = kernel.prepare({"kubecore": {"data_dir": str(tmp_path)}}, loaded)
     store = ctx.hook.kubecore_store(ctx=ctx)
     assert store.name == "store_etcd"  # constructing it does not connect
+
+
+async def test_calls_queued_on_a_closing_store_each_get_unavailable(db: Path) -> None:
+    store = SqliteStore(db)
+    await store.create("/a", b"1")
+    errors: list[BaseException] = []
+
+    async def get() -> None:
+        try:
+            await store.get("/a")
+        except StoreUnavailable as exc:
+            errors.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        await store.aclose()
+        for _ in range(5):
+            nursery.start_soon(get)
+    assert len(errors) == 5 and len({id(e) for e in errors}) == 5

@@ -25,8 +25,9 @@ class SqliteStoreConfig(SectionModel):
         description="revisions of change history kept for watches; older ones are compacted",
     )
     synchronous: Literal["full", "normal"] = Field(
-        default="full",
-        description="SQLite synchronous mode: full survives power loss, normal only crashes",
+        default="normal",
+        description="SQLite synchronous mode: normal (WAL) survives a crash of the process;"
+        " full also survives power loss, at a disk flush per write",
     )
     busy_timeout: float = Field(
         default=5.0,

@@ -10,21 +10,32 @@ Layout (one file, WAL journal):
 
 Every SQLite call runs in a worker thread (``trio.to_thread.run_sync``) on one
 connection guarded by a FIFO ``trio.Lock``, which also keeps writes in call order.
-Watches read the log from their position and then wait on a ``trio.Event`` that each
-commit sets and replaces, so a watcher wakes as soon as a write commits, without
-polling. Notifications are in-process: the file is opened in exclusive locking mode so
-that a second process cannot write behind this one's watchers.
+Calls that queue up while another is in the thread go together in the next trip, one
+transaction each, still in call order: a trip to the thread costs more than a small
+write, and concurrent writers then share it.
+
+Watches read the changes after their position from memory (the most recent committed
+changes are kept there, in revision order) or, when they are further behind, from the
+log; then they wait on a ``trio.Event`` that each commit sets and replaces. The event
+is taken before reading, so a commit that lands between the read and the wait still
+wakes the watcher: a change is delivered as soon as it commits, without polling.
+Notifications are in-process: the file is opened in exclusive locking mode so that a
+second process cannot write behind this one's watchers.
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
+import outcome
 import trio
 
 from kubecore.log import get_logger
@@ -47,6 +58,9 @@ log = get_logger("kubecore.store_sqlite")
 SCHEMA_VERSION = 1
 #: Change-log rows a watcher reads per round trip to the database thread.
 WATCH_BATCH = 256
+#: Most recent committed changes kept in memory for watchers (at most
+#: ``retain_revisions`` of them): a watcher this close to the head reads no database.
+RECENT_CHANGES = 4096
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -98,6 +112,15 @@ def _prefix_clause(prefix: str) -> tuple[str, tuple[str, ...]]:
     return "key >= ? AND key < ?", (prefix, end)
 
 
+@dataclass(eq=False)
+class _Call(Generic[T]):
+    """One queued database call and, once it ran, its outcome."""
+
+    fn: Callable[[sqlite3.Connection], T]
+    write: bool
+    result: outcome.Outcome[T] | None = field(default=None)
+
+
 class SqliteStore:
     """A :class:`kubecore.store.Store` in one SQLite file.
 
@@ -114,7 +137,7 @@ class SqliteStore:
         path: Path,
         *,
         retain_revisions: int = 10000,
-        synchronous: Literal["full", "normal"] = "full",
+        synchronous: Literal["full", "normal"] = "normal",
         busy_timeout: float = 5.0,
     ) -> None:
         if retain_revisions < 1:
@@ -132,6 +155,12 @@ class SqliteStore:
         self._changed = trio.Event()
         self._closed = False
         self._watches = 0
+        self._queue: list[_Call[Any]] = []
+        # Changes committed by the trip in progress (worker thread only), then moved
+        # to ``_recent`` by the trio thread, which alone reads and changes ``_recent``.
+        self._trip_changes: list[WatchEvent] = []
+        self._recent: deque[WatchEvent] = deque(maxlen=min(RECENT_CHANGES, retain_revisions))
+        self._recent_upto = 0  # the newest revision in memory (or the revision at open)
 
     # -- introspection -------------------------------------------------------------
 
@@ -150,25 +179,90 @@ class SqliteStore:
     async def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
         """Run ``fn(connection)`` in a worker thread, one call at a time, in call order.
 
-        SQLite errors become :class:`StoreUnavailable` (locked, I/O) or
-        :class:`StoreError`; a completed write wakes every watcher."""
-        async with self._lock:
-            if self._closed:
-                raise StoreUnavailable(f"store {self.path} is closed")
+        Whoever holds the lock runs every call queued so far in one trip to the thread
+        (a caller whose call already ran just takes its outcome). SQLite errors become
+        :class:`StoreUnavailable` (locked, I/O) or :class:`StoreError`; a trip that
+        wrote wakes every watcher. A caller cancelled while its call waits in the queue
+        takes it out; once the call has started it completes (and counts) regardless."""
+        call: _Call[T] = _Call(fn, write)
+        self._queue.append(call)
+        try:
+            async with self._lock:
+                if call.result is None:
+                    batch, self._queue = self._queue, []
+                    await self._trip(batch)
+        except BaseException:
+            if call.result is None and call in self._queue:
+                self._queue.remove(call)
+            raise
+        assert call.result is not None
+        return call.result.unwrap()
+
+    async def _trip(self, batch: list[_Call[Any]]) -> None:
+        """Run ``batch`` in one trip to the worker thread, then publish its changes."""
+        if self._closed:
+            for call in batch:  # an outcome is unwrapped once: one each
+                call.result = outcome.Error(StoreUnavailable(f"store {self.path} is closed"))
+            return
+        try:
+            await trio.to_thread.run_sync(self._run_batch, batch)
+        finally:
+            for call in batch:  # the thread stopped short (it never should): say so
+                if call.result is None:
+                    call.result = outcome.Error(StoreError(f"{self.path}: call interrupted"))
+            changes, self._trip_changes = self._trip_changes, []
+            if changes:
+                self._remember(changes)
+            if any(call.write for call in batch):
+                self._notify()
+
+    def _run_batch(self, batch: list[_Call[Any]]) -> None:
+        """Worker thread: each call in order, its outcome (or mapped error) recorded."""
+        for call in batch:
             try:
                 if self._conn is None:
-                    self._conn = await trio.to_thread.run_sync(self._open)
-                conn = self._conn
-                result = await trio.to_thread.run_sync(fn, conn)
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"{self.path}: {self._explain(exc)}") from exc
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: {exc}") from exc
-            except OSError as exc:  # creating the directory
-                raise StoreError(f"{self.path}: {exc.strerror or exc}") from exc
-        if write:
-            self._notify()
-        return result
+                    self._conn = self._open()
+                call.result = outcome.Value(call.fn(self._conn))
+            except Exception as exc:
+                call.result = outcome.Error(self._mapped(exc))
+
+    def _mapped(self, exc: Exception) -> Exception:
+        """What a caller sees for ``exc``: SQLite and file errors as store errors;
+        the store's own (``KeyExists``, ``Conflict``...) as they are."""
+        error: Exception
+        if isinstance(exc, sqlite3.OperationalError):
+            error = StoreUnavailable(f"{self.path}: {self._explain(exc)}")
+        elif isinstance(exc, sqlite3.Error):
+            error = StoreError(f"{self.path}: {exc}")
+        elif isinstance(exc, OSError):  # creating the directory
+            error = StoreError(f"{self.path}: {exc.strerror or exc}")
+        else:
+            return exc
+        error.__cause__ = exc
+        return error
+
+    def _remember(self, changes: list[WatchEvent]) -> None:
+        """Keep the changes a trip committed (in revision order) for watchers."""
+        recent = self._recent
+        if recent and changes[0].revision != recent[-1].revision + 1:
+            recent.clear()  # never a gap: memory holds one contiguous run of revisions
+        recent.extend(changes)
+        self._recent_upto = changes[-1].revision
+
+    def _from_memory(
+        self, prefix: str, after: int
+    ) -> tuple[list[WatchEvent], int] | None:
+        """The remembered changes under ``prefix`` after ``after`` and the revision
+        memory covers, or ``None`` when memory does not reach back to ``after``."""
+        recent = self._recent
+        if after >= self._recent_upto:
+            return [], after
+        if not recent or after < recent[0].revision - 1:
+            return None
+        # From the newest end: watchers are usually a few changes behind at most.
+        newer = list(itertools.islice(reversed(recent), self._recent_upto - after))
+        newer.reverse()
+        return [event for event in newer if event.kv.key.startswith(prefix)], self._recent_upto
 
     @staticmethod
     def _explain(exc: sqlite3.OperationalError) -> str:
@@ -213,6 +307,7 @@ class SqliteStore:
             )
         self._revision = int(meta["revision"])
         self._compact_revision = int(meta["compact_revision"])
+        self._recent_upto = self._revision
         log.debug("store opened", path=str(self.path), revision=self._revision)
         return conn
 
@@ -279,7 +374,7 @@ class SqliteStore:
                 (key, value, revision, revision),
             )
             compacted = self._record(conn, EventType.PUT, kv, None)
-        self._committed(revision, compacted)
+        self._committed(revision, compacted, WatchEvent(EventType.PUT, kv, None))
         return kv
 
     def _update_tx(
@@ -297,7 +392,7 @@ class SqliteStore:
                 "UPDATE kv SET value = ?, mod_revision = ? WHERE key = ?", (value, revision, key)
             )
             compacted = self._record(conn, EventType.PUT, kv, prev)
-        self._committed(revision, compacted)
+        self._committed(revision, compacted, WatchEvent(EventType.PUT, kv, prev))
         return kv
 
     def _delete_tx(self, conn: sqlite3.Connection, key: str, expected: int | None) -> KeyValue:
@@ -311,12 +406,13 @@ class SqliteStore:
             kv = KeyValue(key, prev.value, prev.create_revision, revision)
             conn.execute("DELETE FROM kv WHERE key = ?", (key,))
             compacted = self._record(conn, EventType.DELETE, kv, prev)
-        self._committed(revision, compacted)
+        self._committed(revision, compacted, WatchEvent(EventType.DELETE, kv, prev))
         return kv
 
-    def _committed(self, revision: int, compact_revision: int) -> None:
+    def _committed(self, revision: int, compact_revision: int, change: WatchEvent) -> None:
         self._revision = revision
         self._compact_revision = compact_revision
+        self._trip_changes.append(change)
 
     def _list_tx(self, conn: sqlite3.Connection, prefix: str) -> tuple[list[KeyValue], int]:
         where, args = _prefix_clause(prefix)
@@ -411,18 +507,28 @@ class SqliteStore:
 
     async def _follow(self, prefix: str, revision: int) -> AsyncGenerator[WatchEvent, None]:
         position = revision
+        if self._conn is None:
+            await self._run(lambda conn: None)  # opened: memory knows the revision
         while True:
             # Taken before reading, so a commit after the read still wakes this watcher.
             changed = self._changed
             if self._closed:
                 raise StoreUnavailable(f"store {self.path} is closed")
-            batch, scanned = await self._run(
-                partial(self._log_tx, prefix=prefix, after=position, limit=WATCH_BATCH)
-            )
+            if position < self._compact_revision:
+                raise Compacted(position, self._compact_revision)
+            remembered = self._from_memory(prefix, position)
+            if remembered is not None:
+                batch, scanned = remembered
+                caught_up = True
+            else:
+                batch, scanned = await self._run(
+                    partial(self._log_tx, prefix=prefix, after=position, limit=WATCH_BATCH)
+                )
+                caught_up = len(batch) < WATCH_BATCH and scanned >= self._recent_upto
             for event in batch:
                 yield event
             position = scanned
-            if len(batch) < WATCH_BATCH:
+            if caught_up and position >= self._recent_upto:
                 await changed.wait()
 
     async def aclose(self) -> None:
