@@ -16,9 +16,11 @@ Measured, alternating the variants round by round (medians over rounds):
   transfer per variant is checked byte for byte (SHA-256 at the sink) before timing;
 - sequential connection rate and latency: connect, 64-byte request, 64-byte reply,
   close; the latency of one connection is connect + request + reply;
-- the proxy processes' CPU time (all threads, from ``/proc``) per
-  connection of those rounds: what a connection costs the proxy, which other load on
-  the machine disturbs much less than rates and latencies.
+- the proxy processes' CPU time (all threads, from ``/proc``) per GiB of the bulk
+  rounds and per connection of the connection rounds: what a byte and a connection
+  cost the proxy, which other load on the machine disturbs less than rates and
+  latencies (on a loaded machine a proxy's kernel time per GiB still swings by 1.5x
+  from round to round: softirq work lands on whichever process runs).
 
 All traffic stays on 127.0.0.1.
 """
@@ -74,6 +76,7 @@ class Samples:
     p50: dict[str, list[float]] = field(default_factory=dict)
     p99: dict[str, list[float]] = field(default_factory=dict)
     cpu: dict[str, list[float]] = field(default_factory=dict)  # us per connection
+    bulk_cpu: dict[str, list[float]] = field(default_factory=dict)  # ms per GiB
 
     def add(self, table: dict[str, list[float]], variant: str, value: float) -> None:
         table.setdefault(variant, []).append(value)
@@ -314,10 +317,19 @@ def measure(plan: Plan, ports: dict[str, int], pids: dict[str, int], payload: Pa
         connections(port, 100)
     for number, order in enumerate(rotations(plan.bulk_rounds), start=1):
         for variant in order:
+            pid = pids.get(variant)
+            before = cpu_seconds(pid) if pid is not None else 0.0
             samples.add(samples.throughput, variant, bulk(ports[variant], payload,
                                                           plan.bulk_bytes))
+            if pid is not None:
+                samples.add(samples.bulk_cpu, variant,
+                            (cpu_seconds(pid) - before) * 1000 / (plan.bulk_bytes / (1 << 30)))
+        # The ratio of one round's neighbours drifts less than a ratio of medians.
+        paired = samples.throughput["kubecore"][-1] / samples.throughput["haproxy"][-1]
         say(f"bulk round {number}: " + ", ".join(
-            f"{v} {samples.throughput[v][-1]:,.0f} MB/s" for v in VARIANTS))
+            f"{v} {samples.throughput[v][-1]:,.0f} MB/s" for v in VARIANTS)
+            + f" (kubecore/haproxy {paired:.2f}); CPU per GiB: " + ", ".join(
+                f"{v} {samples.bulk_cpu[v][-1]:.0f} ms" for v in pids))
     batches = max(1, plan.connections // plan.batch)
     for number in range(1, plan.connection_rounds + 1):
         # Small batches, alternating, so load from elsewhere on the machine hits all
@@ -368,6 +380,8 @@ def summarize(samples: Samples) -> list[Measure]:
                 med(samples.p99, "haproxy") - direct_p99, "haproxy"),
         Measure("proxy CPU per connection", "us", med(samples.cpu, "kubecore"),
                 med(samples.cpu, "haproxy"), "haproxy"),
+        Measure("proxy CPU per GiB (bulk)", "ms", med(samples.bulk_cpu, "kubecore"),
+                med(samples.bulk_cpu, "haproxy"), "haproxy"),
     ]
 
 

@@ -1,13 +1,17 @@
 """proxy_userspace's TCP data path thread, where the behaviour tests do not reach: dial
 timeouts (an endpoint whose accept queue is full drops the handshake), endpoints given
-by name (handed to the trio path), a client that stops reading, listeners reopened
-under traffic, and stopping the proxier with connections open."""
+by name (handed to the trio path), a client that stops reading, data and end of stream
+arriving in one edge, listeners reopened under traffic, and stopping the proxier with
+connections open."""
 
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from contextlib import ExitStack
 
+import pytest
 import trio
 import trio.lowlevel
 from structlog.testing import capture_logs
@@ -25,6 +29,7 @@ from tests.plugins.test_proxy_userspace import (
     read_line,
     running,
     service,
+    start_server,
     wait_until,
 )
 
@@ -108,6 +113,45 @@ async def test_client_that_stops_reading_holds_back_only_itself() -> None:
                 assert await name_via(other) == "echo"  # others go on
                 received = 1 + len(await read_all(stream))
         assert received == size
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("config", [{"splice": False}, {"splice_after": 0}],
+                         ids=["copy", "splice"])
+async def test_data_and_end_of_stream_in_one_edge(config: dict[str, int]) -> None:
+    """Bytes and the client's FIN both arrive while the data path thread is busy, so
+    one edge-triggered event reports them together. A read returns the bytes and stops
+    short of the FIN; the FIN must still be passed on, though no further edge will
+    come for it."""
+    port = free_port()
+
+    async def count_then_reply(stream: trio.SocketStream) -> None:
+        async with stream:
+            data = await read_all(stream)
+            await stream.send_all(f"got {len(data)}\n".encode())
+
+    async with trio.open_nursery() as nursery, running(**config) as proxier:
+        backend = await start_server(nursery, count_then_reply)
+        await proxier.apply([service(port=port)], [endpoints("web", backend)])
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream(LOCAL, port)
+            await stream.send_all(b"x" * 1000)
+            await wait_until(lambda: proxier.stats(KEY).active == 1)
+            await trio.sleep(0.1)  # forwarded; both sockets wait for their next edge
+            busy = threading.Event()
+
+            def hold_the_thread() -> None:
+                busy.set()
+                time.sleep(0.3)
+
+            reactor = proxier._reactor
+            assert reactor is not None
+            reactor.call(hold_the_thread)
+            await trio.to_thread.run_sync(busy.wait)
+            await stream.send_all(b"y" * 1000)
+            await stream.send_eof()
+            assert await read_all(stream) == b"got 2000\n"
+            await stream.aclose()
         nursery.cancel_scope.cancel()
 
 

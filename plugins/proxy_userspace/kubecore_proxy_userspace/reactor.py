@@ -20,13 +20,18 @@ dictionary look-up and a method call, so a connection costs a fraction of that.
 - **Relay**: each direction copies (``recv``/``send``) until ``splice_after`` bytes
   went by, then moves data with ``splice`` through a pooled pipe (see
   :mod:`kubecore_proxy_userspace.splice` for why). The client's first bytes are read
-  as soon as the endpoint answers, without waiting for an event. A direction that
-  cannot write waits for its destination to become writable and stops reading its
-  source meanwhile; end of stream is passed on with ``shutdown(SHUT_WR)``; the second
-  direction to finish closes both sockets; an error in either closes both.
-- **Fairness**: a readiness moves at most :data:`ROUNDS_PER_EVENT` buffers (or pipe
-  loads); level-triggered epoll reports what is left in the next round, after every
-  other ready socket had its turn.
+  as soon as the endpoint answers, without waiting for an event. Both sockets are then
+  registered edge-triggered for reading and writing: a direction runs until its
+  source is drained or its destination is full, and waits for the next edge. A
+  direction that cannot write reads its source no further, and its source's read
+  edges are off, until its destination's writable edge (one ``epoll_ctl`` each way,
+  none while a resumed direction fills its destination again; level-triggered, every
+  block and resume of a bulk transfer cost two to four and an extra round). End of
+  stream is passed on with ``shutdown(SHUT_WR)``; the second direction to finish
+  closes both sockets; an error in either closes both.
+- **Fairness**: an edge moves at most :data:`ROUNDS_PER_EVENT` buffers (or pipe
+  loads); a direction with work left goes to a ready queue and gets its next share
+  after the next poll, once every other ready socket had its turn.
 
 The thread owns every socket, pipe and counter of the data path; the trio thread only
 posts commands (``call``), which a pipe wakes the loop for. ``stop`` closes every
@@ -58,6 +63,11 @@ log = get_logger("kubecore.proxy_userspace")
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
 ERR = select.EPOLLERR | select.EPOLLHUP
+HUP = select.EPOLLRDHUP | ERR
+# A relayed socket is registered for both ways, edge-triggered; only a direction
+# blocked on its destination turns its source's IN off meanwhile. EPOLLRDHUP tells a
+# short read that left a queued end of stream behind (its edge is spent).
+EDGE = IN | OUT | select.EPOLLRDHUP | select.EPOLLET
 
 ROUNDS_PER_EVENT = 8
 _NONBLOCKING_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
@@ -84,6 +94,9 @@ class Reactor:
         self._handlers: dict[int, Callable[[int], None]] = {}  # fd -> handler(events)
         self._masks: dict[int, int] = {}  # fd -> registered events (absent: none)
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        # Directions that used up their rounds with work left (edge-triggered: no
+        # event would come for it); each gets another share after the next poll.
+        self._ready: deque[tuple[_Connection, _Direction]] = deque()
         self._timer_seq = 0
         self._connections: set[_Connection] = set()
         self._stopping = False
@@ -146,9 +159,12 @@ class Reactor:
         poll = self._epoll.poll
         handlers = self._handlers
         timers = self._timers
+        ready = self._ready
         while not self._stopping:
             timeout = -1.0
-            if timers:
+            if ready:
+                timeout = 0.0
+            elif timers:
                 timeout = max(0.0, timers[0][0] - time.monotonic())
             for fd, events in poll(timeout):
                 handler = handlers.get(fd)
@@ -160,6 +176,13 @@ class Reactor:
                         log.exception("proxy event failed")
             if timers:
                 self._run_timers()
+            # Only those queued before this round: one share each per round.
+            for _ in range(len(ready)):
+                connection, direction = ready.popleft()
+                try:
+                    connection.resume(direction)
+                except Exception:
+                    log.exception("proxy event failed")
 
     def _on_wake(self, events: int) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -197,7 +220,12 @@ class Reactor:
         self._handlers[fd] = handler
         self._masks[fd] = mask
         if current:
-            self._epoll.modify(fd, mask)
+            try:
+                self._epoll.modify(fd, mask)
+            except FileNotFoundError:
+                # A stale record: a listener the trio thread closed (which took it
+                # out of the epoll set) and whose number a new socket already reuses.
+                self._epoll.register(fd, mask)
         else:
             try:
                 self._epoll.register(fd, mask)
@@ -287,29 +315,43 @@ class TcpListener:
 
 
 class _Direction:
-    """Bytes from ``src`` to ``dst``: copied first, spliced past ``splice_after``."""
+    """Bytes from ``src`` to ``dst``: copied first, spliced past ``splice_after``.
+
+    Edge-triggered, a direction runs until ``src`` is drained (EAGAIN with an empty
+    pipe, or a short ``recv`` without a reported end of stream), ``dst`` is full
+    (``blocked``: ``src``'s read edges are off until the next writable edge of
+    ``dst``, which then also reads ``src`` again), end of stream, or its rounds are
+    used up (``queued``: resumed after the next poll; edges meanwhile are dropped)."""
 
     __slots__ = (
         "blocked",
         "done",
         "dst",
+        "dst_fd",
         "eof",
+        "hup",
         "in_pipe",
         "moved",
         "pending",
         "pipe",
+        "queued",
         "src",
+        "src_fd",
     )
 
     def __init__(self, src: socket.socket, dst: socket.socket) -> None:
         self.src = src
         self.dst = dst
+        self.src_fd = src.fileno()
+        self.dst_fd = dst.fileno()
         self.moved = 0  # bytes copied so far (the switch to splice counts them)
         self.pending: memoryview | None = None  # copied bytes dst did not take yet
         self.pipe: Pipe | None = None
         self.in_pipe = 0
         self.eof = False  # src reached end of stream
+        self.hup = False  # src reported its peer's end of stream (or an error)
         self.blocked = False  # waiting for dst to become writable
+        self.queued = False  # in the reactor's ready queue
         self.done = False  # everything passed on and dst shut down
 
 
@@ -317,7 +359,7 @@ class _Connection:
     """One client connection: dialling, then two directions (see the module)."""
 
     __slots__ = ("attempt", "backend", "client", "client_ip", "closed", "dial_id",
-                 "endpoint", "reactor", "route", "to_backend", "to_client")
+                 "endpoint", "reactor", "registered", "route", "to_backend", "to_client")
 
     def __init__(self, reactor: Reactor, client: socket.socket, client_ip: str,
                  route: Route) -> None:
@@ -330,6 +372,7 @@ class _Connection:
         self.attempt = 0
         self.dial_id = 0
         self.closed = False
+        self.registered = False  # both sockets are in the epoll set, edge-triggered
         self.to_backend: _Direction | None = None
         self.to_client: _Direction | None = None
 
@@ -445,7 +488,15 @@ class _Connection:
         except OSError:
             self.close()
             return
-        self._update()
+        if self._finished():
+            return
+        # Registered after the first step: a socket that is ready when it is added
+        # reports one edge at once, so nothing that arrived meanwhile is missed.
+        reactor = self.reactor
+        self.registered = True
+        reactor._watch(client.fileno(), EDGE & ~IN if self.to_backend.blocked else EDGE,
+                       self._on_client)
+        reactor._watch(backend.fileno(), EDGE, self._on_backend)
 
     def _on_client(self, events: int) -> None:
         self._on_event(events, self.to_backend, self.to_client)
@@ -455,38 +506,67 @@ class _Connection:
 
     def _on_event(self, events: int, reading: _Direction | None,
                   writing: _Direction | None) -> None:
-        """``reading`` has this socket as source, ``writing`` as destination."""
+        """``reading`` has this socket as source, ``writing`` as destination. An edge
+        for a direction that is not waiting for it (blocked on its destination, or
+        queued) is dropped: that direction reads its source again when it resumes."""
         if self.closed or reading is None or writing is None:
             return
+        if events & HUP:
+            reading.hup = True
         try:
             if writing.blocked and events & (OUT | ERR):
                 writing.blocked = False
                 self._step(writing)
-            if not reading.done and not reading.blocked and events & (IN | ERR):
+                if not writing.blocked and not self.closed:
+                    # Read edges back on only now: a step that fills the destination
+                    # again leaves them off without a system call. A source that is
+                    # readable by then reports one edge at once.
+                    self._watch_source(writing, EDGE)
+            if events & (IN | ERR) and not (reading.done or reading.blocked or reading.queued):
                 self._step(reading)
         except OSError:
             self.close()  # a reset or broken pipe ends both directions
             return
-        if self.to_backend is not None and self.to_backend.done \
-                and self.to_client is not None and self.to_client.done:
+        self._finished()
+
+    def resume(self, d: _Direction) -> None:
+        """Give ``d`` its next share after it used up its rounds (the ready queue)."""
+        d.queued = False
+        if self.closed or d.done or d.blocked:
+            return
+        try:
+            self._step(d)
+        except OSError:
             self.close()
             return
-        self._update()
+        self._finished()
 
-    def _update(self) -> None:
-        """Register each socket for what its directions wait for."""
+    def _finished(self) -> bool:
+        """Close the connection when both directions are done; whether it is closed."""
         if self.closed:
-            return
+            return True
         up, down = self.to_backend, self.to_client
-        assert up is not None and down is not None
-        client_mask = (IN if not up.done and not up.blocked and not up.eof else 0) | (
-            OUT if down.blocked else 0)
-        backend_mask = (IN if not down.done and not down.blocked and not down.eof else 0) | (
-            OUT if up.blocked else 0)
-        reactor = self.reactor
-        reactor._watch(self.client.fileno(), client_mask, self._on_client)
-        assert self.backend is not None
-        reactor._watch(self.backend.fileno(), backend_mask, self._on_backend)
+        if up is not None and up.done and down is not None and down.done:
+            self.close()
+            return True
+        return False
+
+    def _block(self, d: _Direction) -> None:
+        """``d``'s destination is full: stop its source's read edges until it drains
+        (see :meth:`_on_event`), or every segment the client sends meanwhile would wake
+        the thread for nothing (voluntary context switches per GiB nearly doubled)."""
+        d.blocked = True
+        if self.registered:
+            self._watch_source(d, EDGE & ~IN)
+
+    def _watch_source(self, d: _Direction, mask: int) -> None:
+        handler = self._on_client if d is self.to_backend else self._on_backend
+        self.reactor._watch(d.src_fd, mask, handler)
+
+    def _again(self, d: _Direction) -> None:
+        """``d`` used up its rounds with work left: queue it for the next round."""
+        d.queued = True
+        self.reactor._ready.append((self, d))
 
     def _step(self, d: _Direction) -> None:
         """Move what ``d`` can move now; raises :class:`OSError` on a broken socket."""
@@ -497,7 +577,7 @@ class _Connection:
                 sent = 0
             if sent < len(d.pending):
                 d.pending = d.pending[sent:]
-                d.blocked = True
+                self._block(d)
                 return
             d.pending = None
         if d.pipe is not None:
@@ -527,14 +607,17 @@ class _Connection:
                 sent = 0
             if sent < size:
                 d.pending = memoryview(data)[sent:]
-                d.blocked = True
+                self._block(d)
                 return
             if (options.pipes is not None and d.moved >= options.splice_after
                     and self._take_pipe(d, options)):
                 self._splice(d)
                 return
-            if size < bufsize:
-                return  # drained: level-triggered epoll reports what comes next
+            if size < bufsize and not d.hup:
+                # Drained: more data is a new edge. (A short read also stops before a
+                # queued end of stream, whose edge is spent: hup says so.)
+                return
+        self._again(d)
 
     def _take_pipe(self, d: _Direction, options: PumpOptions) -> bool:
         pipes = options.pipes
@@ -550,17 +633,37 @@ class _Connection:
         return True
 
     def _splice(self, d: _Direction) -> None:
+        # Drain the pipe first, then fill it: a direction resumed by its destination's
+        # writable edge finds the pipe full (a read would only fail), and a share ends
+        # with a top-up read after a partial write, so the source's window reopens
+        # while the destination catches up. Descriptor numbers are kept in ``d``: only
+        # this thread closes the sockets, and only after the last step.
         pipe = d.pipe
         assert pipe is not None
         options = self.reactor.options.pump
         size = pipe.size
+        splice = os.splice
         for _ in range(ROUNDS_PER_EVENT):
-            src_empty = False
-            if not d.eof and d.in_pipe < size:
+            if d.in_pipe:
                 try:
-                    n = os.splice(d.src.fileno(), pipe.w, size - d.in_pipe, flags=SPLICE_FLAGS)
+                    n = splice(pipe.r, d.dst_fd, d.in_pipe, None, None, SPLICE_FLAGS)
                 except BlockingIOError:
-                    src_empty = True  # or the pipe's page slots are full: drain first
+                    self._block(d)
+                    return
+                d.in_pipe -= n
+                options.spliced += n
+            if d.eof:
+                if not d.in_pipe:
+                    self._finish(d)
+                    return
+                continue
+            if d.in_pipe < size:
+                try:
+                    n = splice(d.src_fd, pipe.w, size - d.in_pipe, None, None, SPLICE_FLAGS)
+                except BlockingIOError:
+                    if not d.in_pipe:
+                        return  # drained: its edge is spent, the next one is new data
+                    # Else maybe only the pipe's page slots are full: write, read again.
                 except OSError as exc:
                     if d.in_pipe == 0 and exc.errno in (errno.EINVAL, errno.ENOSYS):
                         self._splice_refused(d, options)
@@ -570,23 +673,7 @@ class _Connection:
                     if n == 0:
                         d.eof = True
                     d.in_pipe += n
-            if d.in_pipe:
-                try:
-                    n = os.splice(pipe.r, d.dst.fileno(), d.in_pipe, flags=SPLICE_FLAGS)
-                except BlockingIOError:
-                    d.blocked = True
-                    return
-                d.in_pipe -= n
-                options.spliced += n
-                if d.in_pipe:
-                    continue
-            if d.eof:
-                self._finish(d)
-                return
-            if src_empty:
-                return
-        if d.in_pipe:
-            d.blocked = True  # the round limit left bytes in the pipe: next round
+        self._again(d)
 
     def _splice_refused(self, d: _Direction, options: PumpOptions) -> None:
         """splice(2) does not take these sockets: copy from now on (every direction)."""
