@@ -232,12 +232,15 @@ def test_crashing_container_restarts_with_growing_delays(
         found = [e for e in proc.events if e.get("event") == "container restarted"]
         return found if len(found) >= 4 else None
 
-    events = eventually(restarts, "four restarts", timeout=20)
+    events = eventually(restarts, "four restarts", timeout=30)
     stamps = [datetime.fromisoformat(e["timestamp"]).timestamp() for e in events[:4]]
     gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
-    # 0.5 s doubling: each wait clearly longer than the one before.
-    assert all(later > earlier * 1.4 for earlier, later in itertools.pairwise(gaps)), gaps
-    assert gaps[-1] >= 1.5, gaps
+    # Backoff 0.5, 1, 2 s: each gap is that wait plus the time a start takes, which a
+    # busy daemon stretches alike for every gap, so the steps between gaps show the
+    # doubling (0.5 s, then 1 s) whatever Docker's speed.
+    steps = [later - earlier for earlier, later in itertools.pairwise(gaps)]
+    assert steps[0] > 0.3 and steps[1] > 0.6, gaps
+    assert gaps[-1] >= 2.0, gaps
 
 
 def test_sigkilled_kubelet_adopts_its_pods(node_factory: Callable[..., Node],
