@@ -636,7 +636,8 @@ async def test_exec_failures_and_a_timeout_that_kills_the_whole_command(
             main.id, ["sh", "-c", "sleep 31 & sleep 32; echo never"], timeout=0.3
         )
     assert err.value.reason == ContainerReason.EXEC_TIMEOUT
-    assert time.monotonic() - begun < 5
+    # Well short of the command's 31 s, with room for a daemon slowed by other work.
+    assert time.monotonic() - begun < 20
 
     async def gone() -> bool:
         _, listing = await runtime.exec_in_container(main.id, ["ps"], timeout=10)
