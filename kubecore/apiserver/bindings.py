@@ -161,11 +161,14 @@ def _with_host(pod: Pod, host: str) -> Pod:
 
 def bound_pod(pod: Pod, services: list[Service]) -> BoundPod:
     """What the host's kubelet receives for ``pod``: no labels; containers with every
-    service's variables appended to their environment."""
+    service's variables appended to their environment.
+
+    The result shares the parts it does not change with ``pod`` (it is built to be
+    encoded, once per binding): change neither."""
     manifest = pod.desired_state.manifest
     env = service_env(services)
     containers = [
-        container.model_copy(update={"env": [*container.env, *env]}, deep=True)
+        container.model_copy(update={"env": [*container.env, *env]})
         for container in manifest.containers
     ]
     return BoundPod(
@@ -175,9 +178,9 @@ def bound_pod(pod: Pod, services: list[Service]) -> BoundPod:
         creation_timestamp=pod.creation_timestamp,
         self_link=f"/api/v1beta1/boundPods/{pod.id}",
         spec=PodSpec(
-            volumes=[v.model_copy(deep=True) for v in manifest.volumes],
+            volumes=list(manifest.volumes),
             containers=containers,
-            restart_policy=manifest.restart_policy.model_copy(deep=True),
+            restart_policy=manifest.restart_policy,
         ),
     )
 

@@ -70,6 +70,10 @@ def kubecore_config_section() -> ConfigSection:
 def kubecore_components(ctx: Context) -> list[Component]:
     if not ctx.runs("master"):
         return []
+    if ctx.store is None and ctx.kernel.api_server:
+        # A master's components served by another process's apiserver (v0.5's
+        # scheduler and controller manager ran apart from it): none here.
+        return []
     if ctx.store is None:
         raise StartupError(
             "the apiserver needs a store plugin: select store_sqlite or store_etcd"

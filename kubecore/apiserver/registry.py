@@ -242,12 +242,15 @@ class Registry:
     # -- writes ------------------------------------------------------------------------
 
     async def create(
-        self, name: str, obj: TypeMeta, *, namespace: str | None = None
+        self, name: str, obj: TypeMeta, *, namespace: str | None = None, owned: bool = False
     ) -> TypeMeta:
-        """Store a new object; 409 AlreadyExists if its key is taken."""
+        """Store a new object; 409 AlreadyExists if its key is taken. ``obj`` is left as
+        it was unless ``owned`` (the caller hands it over: a request body just decoded
+        need not be copied first)."""
         strategy = self.strategy(name)
         resource = strategy.resource
-        obj = self._resolve_namespace(resource, obj.model_copy(deep=True), namespace)
+        obj = self._resolve_namespace(resource, obj if owned else obj.model_copy(deep=True),
+                                      namespace)
         if strategy.upsert:
             return await self._upsert(strategy, obj)
         prepared = await strategy.prepare_create(obj)
@@ -256,12 +259,14 @@ class Registry:
         return (await strategy.decorate([stored]))[0]
 
     async def update(
-        self, name: str, obj: TypeMeta, *, namespace: str | None = None
+        self, name: str, obj: TypeMeta, *, namespace: str | None = None, owned: bool = False
     ) -> TypeMeta:
-        """Replace an object at the body's resourceVersion (see the module docstring)."""
+        """Replace an object at the body's resourceVersion (see the module docstring);
+        ``obj`` is left as it was unless ``owned`` (as for :meth:`create`)."""
         strategy = self.strategy(name)
         resource = strategy.resource
-        obj = self._resolve_namespace(resource, obj.model_copy(deep=True), namespace)
+        obj = self._resolve_namespace(resource, obj if owned else obj.model_copy(deep=True),
+                                      namespace)
         if strategy.upsert:
             return await self._upsert(strategy, obj)
         if not obj.id:

@@ -133,7 +133,8 @@ async def collection(request: Request) -> Response:
                                      labels=labels, fields=fields)
         return json_response(listed)
     obj = await decode_body(request, resource.model)
-    created = await registry.create(resource.name, obj, namespace=namespace_of(request))
+    created = await registry.create(resource.name, obj, namespace=namespace_of(request),
+                                    owned=True)
     return json_response(created)
 
 
@@ -153,7 +154,8 @@ async def item(request: Request) -> Response:
     elif obj.id != id:
         raise errors.bad_request(f"the id in the body ({obj.id!r}) is not the id in the URL "
                                  f"({id!r})")
-    return json_response(await registry.update(resource.name, obj, namespace=namespace))
+    return json_response(await registry.update(resource.name, obj, namespace=namespace,
+                                               owned=True))
 
 
 @api_handler

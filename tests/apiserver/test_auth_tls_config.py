@@ -119,3 +119,10 @@ def test_the_apiserver_needs_a_store() -> None:
         plugin.kubecore_components(ctx)
     node = kernel.prepare({"kubecore": {"plugins": [], "role": "node"}})
     assert plugin.kubecore_components(node) == []
+
+
+def test_a_master_using_another_apiserver_runs_none_and_needs_no_store() -> None:
+    ctx = kernel.prepare({"kubecore": {"plugins": [], "role": "master",
+                                       "api_server": "http://127.0.0.1:8080"}})
+    assert ctx.store is None
+    assert plugin.kubecore_components(ctx) == []

@@ -103,6 +103,21 @@ async def test_create_get_update_delete(registry: Registry) -> None:
     assert gone.value.code == 404
 
 
+async def test_writes_leave_the_callers_object_as_it_was(registry: Registry) -> None:
+    body = obj(Pod, pod("a"))
+    before = body.model_dump()
+    created = await registry.create("pods", body, namespace="prod")
+    assert body.model_dump() == before and body.namespace == ""
+    change = obj(Pod, pod("a", labels={"app": "db"}), resourceVersion=created.resource_version)
+    before = change.model_dump()
+    await registry.update("pods", change, namespace="prod")
+    assert change.model_dump() == before
+    # A request body is handed over (owned): it is not copied first, and may change.
+    handed = obj(Pod, pod("b"))
+    stored = await registry.create("pods", handed, namespace="prod", owned=True)
+    assert stored.namespace == "prod" and stored.id == "b"
+
+
 async def test_lists_namespaces_and_selectors(registry: Registry) -> None:
     await registry.create("pods", obj(Pod, pod("a")))
     await registry.create("pods", obj(Pod, pod("b", labels={"app": "db"})), namespace="prod")

@@ -352,3 +352,77 @@ async def test_calls_queued_on_a_closing_store_each_get_unavailable(db: Path) ->
         for _ in range(5):
             nursery.start_soon(get)
     assert len(errors) == 5 and len({id(e) for e in errors}) == 5
+
+
+async def _in_file(store: SqliteStore, prefix: str) -> list[KeyValue]:
+    """What the file itself holds under ``prefix``, read in the database thread."""
+    items, _ = await store._run(lambda conn: store._list_tx(conn, prefix))
+    return items
+
+
+async def test_reads_come_from_memory_and_match_the_file(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = ["/a/z", "/a/\u00e9", "/a/\U0001f600", "/a/b/c", "/a", "/ab", "/b/1", "/a/\x7f"]
+    first = SqliteStore(db)
+    try:
+        for key in keys:
+            await first.create(key, key.encode())
+        updated = await first.update("/a/z", b"new", 1)
+        deleted = await first.delete("/ab")
+    finally:
+        await first.aclose()
+
+    store = SqliteStore(db)  # the copy in memory is loaded from the file
+    try:
+        await store.create("/a/y", b"after reopening")
+        trips = 0
+        original = store._trip
+
+        async def counting(batch: list[object]) -> None:
+            nonlocal trips
+            trips += 1
+            await original(batch)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "_trip", counting)
+        listed = {prefix: await store.list(prefix) for prefix in ("", "/a", "/a/", "/b/", "/c")}
+        got = {key: await store.get(key) for key in [*keys, "/a/y", "/none"]}
+        assert trips == 0
+        monkeypatch.undo()
+
+        for prefix, (items, revision) in listed.items():
+            assert items == await _in_file(store, prefix), prefix
+            assert revision == deleted.mod_revision + 1
+        assert [kv.key for kv in listed["/a/"][0]] == sorted(
+            ["/a/z", "/a/\u00e9", "/a/\U0001f600", "/a/b/c", "/a/y", "/a/\x7f"])
+        assert got["/a/z"] == updated and got["/ab"] is None and got["/none"] is None
+        assert got["/a/y"] == KeyValue("/a/y", b"after reopening", 11, 11)
+    finally:
+        await store.aclose()
+
+
+async def test_a_list_during_a_write_claims_no_revision_it_does_not_hold(db: Path) -> None:
+    store = SqliteStore(db)
+    try:
+        await store.create("/k/a", b"1")
+        seen: list[tuple[tuple[str, ...], int]] = []
+
+        written = trio.Event()
+
+        async def write() -> None:
+            await store.create("/k/b", b"2")
+            written.set()
+
+        async def look() -> None:
+            items, revision = await store.list("/k/")
+            seen.append((tuple(kv.key for kv in items), revision))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write)
+            while not written.is_set():  # before and while the write is in the thread
+                await look()  # a checkpoint: the write proceeds meanwhile
+        await look()
+        assert seen[0] == (("/k/a",), 1) and seen[-1] == (("/k/a", "/k/b"), 2)
+        assert set(seen) <= {(("/k/a",), 1), (("/k/a", "/k/b"), 2)}
+    finally:
+        await store.aclose()

@@ -21,10 +21,18 @@ is taken before reading, so a commit that lands between the read and the wait st
 wakes the watcher: a change is delivered as soon as it commits, without polling.
 Notifications are in-process: the file is opened in exclusive locking mode so that a
 second process cannot write behind this one's watchers.
+
+Reads (``get``, ``list``) are answered from memory, without a trip: the file being
+this process's alone, a copy of every current key is loaded when it opens and kept
+current by the trio thread after each trip, together with the revision it is at (a
+list never claims a revision whose change it does not hold). A read while a write is
+in the thread sees the state before it, as it would had it run first. The copy costs
+the size of the current values once more in memory.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import sqlite3
 from collections import deque
@@ -161,6 +169,10 @@ class SqliteStore:
         self._trip_changes: list[WatchEvent] = []
         self._recent: deque[WatchEvent] = deque(maxlen=min(RECENT_CHANGES, retain_revisions))
         self._recent_upto = 0  # the newest revision in memory (or the revision at open)
+        # Every current key, once the file is open; changed by the trio thread only
+        # (the worker builds it while opening, before anything reads it).
+        self._kv: dict[str, KeyValue] | None = None
+        self._keys: list[str] = []  # the keys of ``_kv``, sorted (as SQLite orders them)
 
     # -- introspection -------------------------------------------------------------
 
@@ -248,6 +260,18 @@ class SqliteStore:
             recent.clear()  # never a gap: memory holds one contiguous run of revisions
         recent.extend(changes)
         self._recent_upto = changes[-1].revision
+        current, keys = self._kv, self._keys
+        if current is None:  # cannot be: the trip that wrote opened the file
+            return
+        for change in changes:
+            key = change.kv.key
+            if change.type is EventType.DELETE:
+                if current.pop(key, None) is not None:
+                    del keys[bisect.bisect_left(keys, key)]
+            else:
+                if key not in current:
+                    bisect.insort(keys, key)
+                current[key] = change.kv
 
     def _from_memory(
         self, prefix: str, after: int
@@ -308,6 +332,9 @@ class SqliteStore:
         self._revision = int(meta["revision"])
         self._compact_revision = int(meta["compact_revision"])
         self._recent_upto = self._revision
+        items, _ = self._list_tx(conn, "")
+        self._keys = [kv.key for kv in items]
+        self._kv = {kv.key: kv for kv in items}
         log.debug("store opened", path=str(self.path), revision=self._revision)
         return conn
 
@@ -451,11 +478,32 @@ class SqliteStore:
 
     # -- the Store protocol --------------------------------------------------------------
 
+    async def _memory(self) -> dict[str, KeyValue]:
+        """The in-memory copy of the current keys (opening the file first if needed).
+        A checkpoint like any store call: a read is where a caller can be cancelled and
+        other tasks run."""
+        await trio.lowlevel.checkpoint()
+        if self._closed:
+            raise StoreUnavailable(f"store {self.path} is closed")
+        if self._kv is None:
+            await self._run(lambda conn: None)
+            if self._kv is None:  # closed meanwhile
+                raise StoreUnavailable(f"store {self.path} is closed")
+        return self._kv
+
     async def get(self, key: str) -> KeyValue | None:
-        return await self._run(lambda conn: self._current(conn, key))
+        return (await self._memory()).get(key)
 
     async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
-        return await self._run(lambda conn: self._list_tx(conn, prefix))
+        current = await self._memory()
+        keys = self._keys
+        start = bisect.bisect_left(keys, prefix)
+        end = len(keys)
+        if prefix:
+            # Keys starting with the prefix sort before its prefix_end.
+            upper = prefix_end(prefix)
+            end = bisect.bisect_left(keys, upper) if upper is not None else end
+        return [current[key] for key in keys[start:end]], self._recent_upto
 
     async def revision(self) -> int:
         return await self._run(lambda conn: self._revision)
@@ -540,5 +588,6 @@ class SqliteStore:
         with trio.CancelScope(shield=True):
             async with self._lock:
                 conn, self._conn = self._conn, None
+                self._kv, self._keys = None, []
                 if conn is not None:
                     await trio.to_thread.run_sync(conn.close)
