@@ -99,7 +99,7 @@ class EventRecorder:
         task_status.started()
         if self.client is None:
             return
-        from kubecore.client import ApiError, ClientError
+        from kubecore.events import Delivery, send_event
 
         delay = self.retry_min
         while self._supported:
@@ -108,22 +108,16 @@ class EventRecorder:
                 await self._wake.wait()
                 continue
             event = self._pending[0]
-            try:
-                await self.client.create(event, namespace=event.namespace)
-            except ApiError as exc:
-                if exc.code in (404, 405):
-                    log.info("the apiserver does not take events; keeping them local")
-                    self._supported = False
-                    self._pending.clear()
-                    return
-                log.warning("event not recorded", reason=event.reason, error=str(exc))
-            except ClientError as exc:
-                # Unreachable: keep it and try again later.
-                log.debug("event not sent yet", error=str(exc))
+            delivery = await send_event(self.client, event)
+            if delivery is Delivery.UNSUPPORTED:  # they stay readable at /events
+                self._supported = False
+                self._pending.clear()
+                return
+            if delivery is Delivery.UNREACHABLE:  # keep it and try again later
                 await trio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
-            else:
+            if delivery is Delivery.SENT:
                 self.sent += 1
             delay = self.retry_min
             if self._pending and self._pending[0] is event:

@@ -37,6 +37,7 @@ import trio
 
 from kubecore.api import API_VERSION, Event, Minion, ObjectReference, Pod
 from kubecore.client import ApiError, AsyncClient, ClientError, WatchEvent
+from kubecore.events import Delivery, send_event
 from kubecore.log import get_logger
 from kubecore.scheduler import (
     FitPredicate,
@@ -546,13 +547,5 @@ class Scheduler:
 
     async def _send_events(self) -> None:
         async for event in self._events_recv:
-            try:
-                await self.client.create(event, namespace=event.namespace)
-            except ApiError as exc:
-                if exc.code in (404, 405):
-                    log.info("the apiserver does not take events; not sending more")
-                    self._events_supported = False
-                else:
-                    log.debug("event not recorded", error=str(exc))
-            except ClientError as exc:
-                log.debug("event not recorded", error=str(exc))
+            if await send_event(self.client, event) is Delivery.UNSUPPORTED:
+                self._events_supported = False
