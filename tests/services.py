@@ -406,11 +406,26 @@ def _leftover(labels: dict[str, str] | None) -> bool:
     return owner == os.getpid() or owner <= 0 or not _pid_alive(owner)
 
 
+def list_containers(client: docker.DockerClient, *, all: bool = False,
+                    filters: dict[str, Any] | None = None) -> list[Any]:
+    """``client.containers.list``, listed again when a container vanished between the
+    listing and its inspection (a 404 that only means the listing was stale)."""
+    from docker.errors import NotFound
+
+    for _ in range(20):
+        try:
+            found: list[Any] = client.containers.list(all=all, filters=filters or {})
+        except NotFound:
+            continue
+        return found
+    raise AssertionError("containers kept vanishing while being listed")
+
+
 def remove_test_objects(client: docker.DockerClient) -> None:
     """Remove containers and images labelled kubecore.test=1 of this or dead sessions."""
     from docker.errors import APIError, NotFound
 
-    for c in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}=1"}):
+    for c in list_containers(client, all=True, filters={"label": f"{TEST_LABEL}=1"}):
         if _leftover(c.labels):
             with contextlib.suppress(NotFound):
                 c.remove(force=True, v=True)

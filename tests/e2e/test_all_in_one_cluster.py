@@ -33,6 +33,7 @@ import trio
 
 from tests.e2e.test_example_standalone_kubelet import _sweep as sweep_exec_pods
 from tests.processes import KubecoreProcess, run_kubecore
+from tests.services import list_containers
 
 T = TypeVar("T")
 
@@ -189,8 +190,8 @@ def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]
                           f" && exec httpd -f -p {port} -h /www"],
             # Published on a free port of 127.0.0.1: replicas never collide.
             lambda port: {"containerPort": port, "hostPort": 0},
-            lambda port: not client.containers.list(
-                filters={"label": f"kubecore.node={node}"}),
+            lambda port: not list_containers(
+                client, filters={"label": f"kubecore.node={node}"}),
             lambda: remove_node_containers(client, node, labels),
         )
     try:

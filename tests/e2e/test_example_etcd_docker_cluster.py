@@ -31,7 +31,14 @@ from docker.models.containers import Container
 from tests.e2e.test_examples import EXAMPLES, eventually, free_port
 from tests.e2e.test_kubelet_docker import toml_table
 from tests.processes import KubecoreProcess, run_kubecore
-from tests.services import BUSYBOX_TAG, EtcdCluster, etcd_binary, etcd_get, etcd_put
+from tests.services import (
+    BUSYBOX_TAG,
+    EtcdCluster,
+    etcd_binary,
+    etcd_get,
+    etcd_put,
+    list_containers,
+)
 
 EXAMPLE = EXAMPLES / "etcd-docker-cluster"
 SERVICE_PORT = "8000"
@@ -116,7 +123,7 @@ class Cluster:
 
     def containers(self, node: str, role: str = "container", *,
                    all: bool = False) -> list[Container]:
-        found: list[Container] = self.docker.containers.list(all=all, filters={
+        found: list[Container] = list_containers(self.docker, all=all, filters={
             "label": [f"kubecore.node={node}", f"kubecore.role={role}"]})
         return found
 

@@ -28,6 +28,7 @@ from tests.e2e.test_all_in_one_cluster import (
     toml_table,
 )
 from tests.e2e.test_examples import EXAMPLES
+from tests.services import list_containers
 
 #: The example's well-known ports: services, then the pods' own.
 PORTS = ("6379", "6380", "8000", "7379", "7380", "8001")
@@ -146,5 +147,5 @@ def run_guestbook(cluster: Cluster, example: Path, ports: dict[str, int],
                                     "services/redis-master deleted"]
     assert cluster.pods("app=guestbook") == []
     assert cluster.get_json("services", "-l", "app=guestbook")["items"] == []
-    eventually(lambda: not client.containers.list(
-        filters={"label": f"kubecore.node={cluster.node}"}), "the containers to go")
+    eventually(lambda: not list_containers(
+        client, filters={"label": f"kubecore.node={cluster.node}"}), "the containers to go")
