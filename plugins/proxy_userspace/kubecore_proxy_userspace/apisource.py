@@ -24,6 +24,7 @@ from kubecore.api import Endpoints, Service, apply_defaults
 from kubecore.client import ApiError, AsyncClient, ClientError
 from kubecore.log import get_logger
 from kubecore.proxy import Proxier, ServiceKey, service_key
+from kubecore_proxy_userspace.feed import Feed
 
 log = get_logger("kubecore.proxy_userspace")
 
@@ -38,8 +39,10 @@ class _Cache(Generic[T]):
     listed: bool = False
 
 
-class ApiFeed:
+class ApiFeed(Feed):
     """Feeds ``proxier`` from ``client`` until cancelled (see the module docstring)."""
+
+    origin = "the apiserver"
 
     def __init__(
         self,
@@ -51,17 +54,13 @@ class ApiFeed:
         retry_long: float = 30.0,
         failures_before_long: int = 3,
     ) -> None:
+        super().__init__(proxier, debounce)
         self.client = client
-        self.proxier = proxier
-        self.debounce = debounce
         self.retry = retry
         self.retry_long = retry_long
         self.failures_before_long = failures_before_long
-        self.applied = 0
         self._services: _Cache[Service] = _Cache()
         self._endpoints: _Cache[Endpoints] = _Cache()
-        self._changed = trio.Event()
-        self._first_try = trio.Event()
         self._tried_kinds: set[str] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -74,21 +73,11 @@ class ApiFeed:
             await self._first_try.wait()
             task_status.started()
 
-    async def _apply_loop(self) -> None:
-        while True:
-            await self._changed.wait()
-            await trio.sleep(self.debounce)
-            self._changed = trio.Event()
-            if not (self._services.listed and self._endpoints.listed):
-                continue
-            services = list(self._services.items.values())
-            endpoints = list(self._endpoints.items.values())
-            await self.proxier.apply(services, endpoints)
-            self.applied += 1
-            log.info("services from the apiserver applied", services=len(services),
-                     endpoints=sum(len(e.endpoints) for e in endpoints))
-            if not self._first_try.is_set():
-                self._first_try.set()
+    def ready(self) -> bool:
+        return self._services.listed and self._endpoints.listed
+
+    def current(self) -> tuple[list[Service], list[Endpoints]]:
+        return list(self._services.items.values()), list(self._endpoints.items.values())
 
     def _tried(self, kind: str) -> None:
         """Record a first list attempt; once both kinds were tried and one failed, the
@@ -110,7 +99,7 @@ class ApiFeed:
                                    for obj in listed.items}
                     cache.listed = True
                     version = listed.resource_version
-                    self._changed.set()
+                    self.changed()
                     self._tried(kind)
                 async with self.client.watch(model, version) as watch:
                     failures = 0
@@ -121,7 +110,7 @@ class ApiFeed:
                             cache.items.pop(service_key(obj), None)
                         else:
                             cache.items[service_key(obj)] = obj
-                        self._changed.set()
+                        self.changed()
                 # The server ended the stream: watch again from the last version.
                 await trio.sleep(self.retry)
                 continue

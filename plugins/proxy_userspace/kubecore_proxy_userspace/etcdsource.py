@@ -31,6 +31,7 @@ from kubecore.apiserver.keys import ENDPOINTS_ROOT, SERVICE_ROOT
 from kubecore.log import get_logger
 from kubecore.proxy import Proxier
 from kubecore.store import EventType, KeyValue, Store, StoreError
+from kubecore_proxy_userspace.feed import Feed
 
 log = get_logger("kubecore.proxy_userspace")
 
@@ -63,12 +64,14 @@ def _finish(obj: Service | Endpoints, parts: list[str], kv: KeyValue) -> Service
     return apply_defaults(obj)
 
 
-class StoreFeed:
+class StoreFeed(Feed):
     """Feeds ``proxier`` from ``store`` until cancelled (see the module docstring).
 
     ``reads`` counts full reads of the prefix and ``applied`` the configurations handed
     to the proxier (diagnostics and tests). The store is not closed here: its owner
     closes it."""
+
+    origin = "the store"
 
     def __init__(
         self,
@@ -79,18 +82,14 @@ class StoreFeed:
         retry: float = 1.0,
         retry_max: float = 30.0,
     ) -> None:
+        super().__init__(proxier, debounce)
         self.store = store
-        self.proxier = proxier
-        self.debounce = debounce
         self.retry = retry
         self.retry_max = retry_max
         self.reads = 0
-        self.applied = 0
         self._objects: dict[str, Service | Endpoints] = {}  # store key -> object
         self._bad: dict[str, int] = {}  # store key -> revision of the undecodable value
         self._listed = False
-        self._changed = trio.Event()
-        self._first_try = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -113,19 +112,11 @@ class StoreFeed:
                 endpoints.append(obj)
         return services, endpoints
 
-    async def _apply_loop(self) -> None:
-        while True:
-            await self._changed.wait()
-            await trio.sleep(self.debounce)
-            self._changed = trio.Event()
-            if not self._listed:
-                continue
-            services, endpoints = self.snapshot()
-            await self.proxier.apply(services, endpoints)
-            self.applied += 1
-            log.info("services from the store applied", services=len(services),
-                     endpoints=sum(len(e.endpoints) for e in endpoints))
-            self._first_try.set()
+    def ready(self) -> bool:
+        return self._listed
+
+    def current(self) -> tuple[list[Service], list[Endpoints]]:
+        return self.snapshot()
 
     async def _follow(self) -> None:
         delay = self.retry
@@ -151,7 +142,7 @@ class StoreFeed:
             for kv in kvs:
                 self._put(kv)
             self._listed = True
-            self._changed.set()
+            self.changed()
             try:
                 async with self.store.watch(PREFIX, revision) as events:
                     async for event in events:
@@ -160,7 +151,7 @@ class StoreFeed:
                             self._bad.pop(event.kv.key, None)
                         else:
                             self._put(event.kv)
-                        self._changed.set()
+                        self.changed()
             except StoreError as exc:
                 log.info("proxy store watch ended; reading again", prefix=PREFIX,
                          error=str(exc))
