@@ -46,8 +46,9 @@ def bound_pod(pod: Pod, env: Sequence[EnvVar] = ()) -> BoundPod:
     manifest = pod.desired_state.manifest
     containers = manifest.containers
     if env:
-        containers = [c.model_copy(update={"env": [*c.env, *env]}, deep=True)
-                      for c in containers]
+        # Shallow: the BoundPod shares the pod's parts, as its volumes do; the merger
+        # works on its own deep copy (apply_defaults).
+        containers = [c.model_copy(update={"env": [*c.env, *env]}) for c in containers]
     return BoundPod(
         id=pod.id,
         uid=pod.uid,
