@@ -7,8 +7,10 @@ import random
 import sqlite3
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -21,8 +23,10 @@ from kubecore import kernel, plugins
 from kubecore.config import ConfigError
 from kubecore.store import (
     Compacted,
+    Conflict,
     EventType,
     KeyExists,
+    KeyNotFound,
     KeyValue,
     StoreUnavailable,
     WatchEvent,
@@ -424,5 +428,223 @@ async def test_a_list_during_a_write_claims_no_revision_it_does_not_hold(db: Pat
         await look()
         assert seen[0] == (("/k/a",), 1) and seen[-1] == (("/k/a", "/k/b"), 2)
         assert set(seen) <= {(("/k/a",), 1), (("/k/a", "/k/b"), 2)}
+    finally:
+        await store.aclose()
+
+
+# -- one transaction per trip ------------------------------------------------------------
+
+
+class _Recording:
+    """Stands in for the store's connection: records every statement and raises
+    ``sqlite3.OperationalError`` on those ``fail(sql, params)`` picks."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.statements: list[str] = []
+        self.fail: Callable[[str, Sequence[object]], bool] = lambda sql, params: False
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        self.statements.append(sql)
+        if self.fail(sql, params):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._conn.execute(sql, params)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def count(self, start: str) -> int:
+        return sum(1 for sql in self.statements if sql.startswith(start))
+
+
+async def _recorded(store: SqliteStore) -> _Recording:
+    """Opens ``store`` and puts a recording connection in place of its own."""
+    await store.revision()
+    assert store._conn is not None
+    recording = _Recording(store._conn)
+    store._conn = recording  # type: ignore[assignment]
+    return recording
+
+
+async def _in_one_trip(
+    store: SqliteStore, *calls: Callable[[], Awaitable[object]]
+) -> list[object]:
+    """Each call's result or exception. The calls queue up, in this order, while the
+    test holds the store's lock, and then run together: checked to be one trip."""
+    results: list[object] = [None] * len(calls)
+    sizes: list[int] = []
+    original = store._trip
+
+    async def recording(batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        await original(batch)
+
+    async def run(index: int, call: Callable[[], Awaitable[object]]) -> None:
+        try:
+            results[index] = await call()
+        except Exception as exc:
+            results[index] = exc
+
+    store._trip = recording  # type: ignore[method-assign]
+    try:
+        async with trio.open_nursery() as nursery, store._lock:
+            for index, call in enumerate(calls):
+                nursery.start_soon(run, index, call)
+                await trio.testing.wait_all_tasks_blocked()  # queued, waits for the lock
+    finally:
+        del store._trip
+    assert sizes == [len(calls)]
+    return results
+
+
+def _file_log(db: Path) -> list[tuple[int, str, str]]:
+    with closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT revision, key, type FROM log ORDER BY revision").fetchall()
+    return [(int(r), str(k), str(t)) for r, k, t in rows]
+
+
+async def test_a_trip_commits_once_and_a_failing_write_fails_alone(db: Path) -> None:
+    store = SqliteStore(db)
+    try:
+        a = await store.create("/k/a", b"a1")
+        b = await store.create("/k/b", b"b1")
+        d = await store.create("/k/d", b"d1")
+        recording = await _recorded(store)
+        async with store.watch("/k/", d.mod_revision) as events:
+            results = await _in_one_trip(
+                store,
+                lambda: store.update(a.key, b"a2", a.mod_revision),
+                lambda: store.update(b.key, b"b2", 99),  # a conflict
+                lambda: store.create(a.key, b"again"),  # exists
+                lambda: store.update(a.key, b"a3", 4),  # sees the trip's own write
+                lambda: store.delete(d.key, d.mod_revision),
+                lambda: store.update(d.key, b"d2", d.mod_revision),  # deleted just before
+                lambda: store.create("/k/e", b"e1"),
+                store.revision,
+            )
+            got = await take(events, 4)
+        assert results[0] == KeyValue(a.key, b"a2", 1, 4)
+        assert isinstance(results[1], Conflict)
+        assert isinstance(results[2], KeyExists)
+        assert results[3] == KeyValue(a.key, b"a3", 1, 5)
+        assert results[4] == KeyValue(d.key, b"d1", 3, 6)
+        assert isinstance(results[5], KeyNotFound)
+        assert results[6] == KeyValue("/k/e", b"e1", 7, 7)
+        assert results[7] == 7
+        assert [(e.type, e.kv.key, e.revision) for e in got] == [
+            (EventType.PUT, a.key, 4),
+            (EventType.PUT, a.key, 5),
+            (EventType.DELETE, d.key, 6),
+            (EventType.PUT, "/k/e", 7),
+        ]
+        # One transaction, one write of the counter, for the whole trip.
+        assert recording.count("BEGIN") == 1 and recording.count("COMMIT") == 1
+        assert recording.count("UPDATE meta SET value = ? WHERE name = 'revision'") == 1
+        assert recording.count("SAVEPOINT") == 7 and recording.count("ROLLBACK TO") == 3
+        assert await store.get(b.key) == b
+    finally:
+        await store.aclose()
+    reopened = SqliteStore(db)
+    try:
+        assert await reopened.revision() == 7
+        items, _ = await reopened.list("/k/")
+        assert [(kv.key, kv.value, kv.mod_revision) for kv in items] == [
+            (a.key, b"a3", 5), (b.key, b"b1", 2), ("/k/e", b"e1", 7)]
+    finally:
+        await reopened.aclose()
+    assert [r for r, _, _ in _file_log(db)] == list(range(1, 8))
+
+
+async def test_a_database_error_in_one_write_undoes_only_that_write(db: Path) -> None:
+    store = SqliteStore(db)
+    try:
+        a, b, c = [await store.create(f"/k/{n}", b"1") for n in "abc"]
+        recording = await _recorded(store)
+        # b's row in ``kv`` is already changed when its log row fails.
+        recording.fail = lambda sql, params: sql.startswith("INSERT INTO log") and (
+            params[1] == b.key)
+        results = await _in_one_trip(
+            store,
+            lambda: store.update(a.key, b"2", a.mod_revision),
+            lambda: store.update(b.key, b"2", b.mod_revision),
+            lambda: store.update(c.key, b"2", c.mod_revision),
+        )
+        assert isinstance(results[1], StoreUnavailable)
+        assert [results[0], results[2]] == [
+            KeyValue(a.key, b"2", 1, 4), KeyValue(c.key, b"2", 3, 5)]  # no gap
+        assert await _in_file(store, "/k/") == [results[0], b, results[2]]
+        assert await store.get(b.key) == b
+    finally:
+        await store.aclose()
+    assert _file_log(db) == [(1, a.key, "PUT"), (2, b.key, "PUT"), (3, c.key, "PUT"),
+                             (4, a.key, "PUT"), (5, c.key, "PUT")]
+
+
+async def test_a_failed_commit_publishes_nothing_and_keeps_the_revision(db: Path) -> None:
+    # Two more writes would compact (retention 5, batches of 1): that must not stick.
+    store = SqliteStore(db, retain_revisions=5)
+    try:
+        written = [await store.create(f"/k/{i}", b"1") for i in range(6)]
+        recording = await _recorded(store)
+        recording.fail = lambda sql, params: sql == "COMMIT"
+        async with store.watch("/k/", 6) as events:
+            results = await _in_one_trip(
+                store,
+                store.revision,  # before the transaction: its answer stands
+                lambda: store.create("/k/new", b"1"),
+                lambda: store.update(written[0].key, b"2", 1),
+                lambda: store.create(written[1].key, b"2"),  # fails anyway
+                store.revision,  # saw the uncommitted writes
+            )
+            assert results[0] == 6
+            assert all(isinstance(r, StoreUnavailable) for r in results[1:]), results
+            assert recording.statements.count("ROLLBACK") == 1
+            assert store.compact_revision == 0
+            assert await store.revision() == 6
+            assert await store.get("/k/new") is None
+            assert await store.get(written[0].key) == written[0]
+            assert await _in_file(store, "/k/") == written
+            recording.fail = lambda sql, params: False
+            later = await store.create("/k/later", b"1")
+            assert later.mod_revision == 7
+            assert store.compact_revision == 2  # from 7, where the failed trip said 3
+            (event,) = await take(events, 1)  # nothing from the failed trip before it
+            assert event.kv == later
+    finally:
+        await store.aclose()
+    assert [r for r, _, _ in _file_log(db)] == list(range(3, 8))
+    reopened = SqliteStore(db)
+    try:
+        assert await reopened.revision() == 7
+    finally:
+        await reopened.aclose()
+
+
+async def test_a_write_that_cannot_be_undone_alone_fails_its_whole_transaction(
+    db: Path,
+) -> None:
+    store = SqliteStore(db)
+    try:
+        a, b, c = [await store.create(f"/k/{n}", b"1") for n in "abc"]
+        recording = await _recorded(store)
+        recording.fail = lambda sql, params: sql.startswith("ROLLBACK TO")
+        async with store.watch("/k/", 3) as events:
+            results = await _in_one_trip(
+                store,
+                lambda: store.update(a.key, b"2", a.mod_revision),
+                lambda: store.update(b.key, b"2", 99),  # its savepoint cannot roll back
+                lambda: store.update(c.key, b"2", c.mod_revision),  # a new transaction
+            )
+            assert isinstance(results[0], StoreUnavailable)
+            assert isinstance(results[1], StoreUnavailable)
+            assert results[2] == KeyValue(c.key, b"2", 3, 4)
+            (event,) = await take(events, 1)
+            assert event.kv == results[2]
+        assert recording.count("BEGIN") == 2 and recording.count("COMMIT") == 1
+        assert await _in_file(store, "/k/") == [a, b, results[2]]
     finally:
         await store.aclose()

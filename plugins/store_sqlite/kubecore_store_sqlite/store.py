@@ -10,9 +10,12 @@ Layout (one file, WAL journal):
 
 Every SQLite call runs in a worker thread (``trio.to_thread.run_sync``) on one
 connection guarded by a FIFO ``trio.Lock``, which also keeps writes in call order.
-Calls that queue up while another is in the thread go together in the next trip, one
-transaction each, still in call order: a trip to the thread costs more than a small
-write, and concurrent writers then share it.
+Calls that queue up while another is in the thread go together in the next trip, in
+call order, and the trip's writes share one transaction: each write in a savepoint of
+its own (one that fails undoes only itself), the counter in ``meta`` and the
+compaction check once, then one COMMIT. A trip to the thread and a COMMIT cost more
+than a small write, and concurrent writers then share them. Outcomes are delivered,
+and changes published, only once the COMMIT succeeded.
 
 Watches read the changes after their position from memory (the most recent committed
 changes are kept there, in revision order) or, when they are further behind, from the
@@ -129,6 +132,15 @@ class _Call(Generic[T]):
     result: outcome.Outcome[T] | None = field(default=None)
 
 
+@dataclass(frozen=True)
+class _Undo:
+    """What the trip's open transaction puts back if it does not commit."""
+
+    revision: int
+    compact_revision: int
+    changes: int  # how many of ``_trip_changes`` were there when it began
+
+
 class SqliteStore:
     """A :class:`kubecore.store.Store` in one SQLite file.
 
@@ -164,9 +176,12 @@ class SqliteStore:
         self._closed = False
         self._watches = 0
         self._queue: list[_Call[Any]] = []
-        # Changes committed by the trip in progress (worker thread only), then moved
-        # to ``_recent`` by the trio thread, which alone reads and changes ``_recent``.
+        # Changes written by the trip in progress (worker thread only), kept only if
+        # its transaction commits, then moved to ``_recent`` by the trio thread, which
+        # alone reads and changes ``_recent``.
         self._trip_changes: list[WatchEvent] = []
+        # Set while the trip's transaction is open (worker thread only).
+        self._undo: _Undo | None = None
         self._recent: deque[WatchEvent] = deque(maxlen=min(RECENT_CHANGES, retain_revisions))
         self._recent_upto = 0  # the newest revision in memory (or the revision at open)
         # Every current key, once the file is open; changed by the trio thread only
@@ -229,14 +244,89 @@ class SqliteStore:
                 self._notify()
 
     def _run_batch(self, batch: list[_Call[Any]]) -> None:
-        """Worker thread: each call in order, its outcome (or mapped error) recorded."""
-        for call in batch:
-            try:
-                if self._conn is None:
-                    self._conn = self._open()
-                call.result = outcome.Value(call.fn(self._conn))
-            except Exception as exc:
-                call.result = outcome.Error(self._mapped(exc))
+        """Worker thread: each call in order, its outcome (or mapped error) recorded;
+        the calls that write share one transaction, committed after the last call.
+
+        The first write begins the transaction (:meth:`_transaction`); the calls that
+        run from then on, reads included, see the trip's earlier writes. An outcome
+        stands only once the transaction committed: when it is lost instead (COMMIT
+        fails, or SQLite gives it up after an error), every call that ran inside it
+        gets that error and the trip's changes are undone (:meth:`_abandon`); the calls
+        after it, if any, go on in a new transaction."""
+        inside: list[_Call[Any]] = []  # the calls that ran in the open transaction
+        try:
+            for call in batch:
+                try:
+                    if self._conn is None:
+                        self._conn = self._open()
+                    call.result = outcome.Value(call.fn(self._conn))
+                except Exception as exc:
+                    call.result = outcome.Error(self._mapped(exc))
+                    if self._undo is not None and self._lost():
+                        self._abandon([*inside, call], exc)
+                        inside = []
+                        continue
+                if self._undo is not None:
+                    inside.append(call)
+            if self._undo is not None:
+                try:
+                    self._commit()
+                except Exception as exc:
+                    self._abandon(inside, exc)
+        finally:
+            if self._undo is not None:  # interrupted mid-trip (never expected)
+                self._abandon(inside, StoreError(f"{self.path}: call interrupted"))
+
+    def _lost(self) -> bool:
+        """Whether the open transaction is gone: rolled back by SQLite (disk full,
+        I/O error) or by :meth:`_rollback`, which may have closed the connection."""
+        return self._conn is None or not self._conn.in_transaction
+
+    def _commit(self) -> None:
+        """End the trip's transaction: the counter in ``meta`` set to the trip's last
+        revision, the change log compacted when due, then COMMIT."""
+        undo, conn = self._undo, self._conn
+        assert undo is not None and conn is not None
+        if self._revision != undo.revision:
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (self._revision,))
+        upto = self._revision - self.retain_revisions
+        if upto - self._compact_revision > self._compact_batch:
+            conn.execute("DELETE FROM log WHERE revision <= ?", (upto,))
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'compact_revision'", (upto,))
+        else:
+            upto = self._compact_revision
+        conn.execute("COMMIT")
+        self._undo = None
+        # Only now: the trio thread reads the compaction point to refuse old watches.
+        self._compact_revision = upto
+
+    def _abandon(self, calls: list[_Call[Any]], exc: Exception) -> None:
+        """The open transaction will not commit: roll it back, put the revision,
+        the compaction point and the changes awaiting publication back as they were
+        before it, and give each of ``calls`` (those that ran inside it) ``exc``
+        (mapped) in place of its outcome."""
+        undo, self._undo = self._undo, None
+        assert undo is not None
+        if self._conn is not None:
+            self._rollback(self._conn)
+        self._revision = undo.revision
+        self._compact_revision = undo.compact_revision
+        del self._trip_changes[undo.changes:]
+        for call in calls:
+            call.result = outcome.Error(self._mapped(exc))
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        """Roll the open transaction back. A connection that cannot is closed rather
+        than left holding half a trip: the next call reopens the file, which holds
+        the last commit."""
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.warning("rollback failed; reopening the store", path=str(self.path),
+                        error=str(exc))
+            self._conn = None
+            conn.close()
 
     def _mapped(self, exc: Exception) -> Exception:
         """What a caller sees for ``exc``: SQLite and file errors as store errors;
@@ -340,14 +430,25 @@ class SqliteStore:
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE")
+        """Run the block as one write of the trip's transaction, which it begins when
+        it is the trip's first (:meth:`_run_batch` commits it). The block runs in a
+        savepoint: if it raises, its own changes are undone and the trip's others
+        stay. A savepoint that cannot be undone rolls the whole transaction back."""
+        if self._undo is None:
+            conn.execute("BEGIN IMMEDIATE")
+            self._undo = _Undo(self._revision, self._compact_revision, len(self._trip_changes))
+        conn.execute("SAVEPOINT write")
         try:
             yield
-            conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK TO write")
+                conn.execute("RELEASE write")
+            except sqlite3.Error:
+                self._rollback(conn)
+                raise
             raise
+        conn.execute("RELEASE write")
 
     def _record(
         self,
@@ -355,9 +456,9 @@ class SqliteStore:
         kind: EventType,
         kv: KeyValue,
         prev: KeyValue | None,
-    ) -> int:
-        """Append ``kv``'s change to the log, bump the counter and compact when due;
-        runs inside the write's transaction. Returns the compaction point after it."""
+    ) -> None:
+        """Append ``kv``'s change to the log, inside the write's savepoint (the
+        counter in ``meta`` and compaction are the trip's, in :meth:`_commit`)."""
         conn.execute(
             "INSERT INTO log (revision, key, type, value, create_revision, prev_value,"
             " prev_mod_revision) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -371,13 +472,6 @@ class SqliteStore:
                 None if prev is None else prev.mod_revision,
             ),
         )
-        conn.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (kv.mod_revision,))
-        if kv.mod_revision - self._compact_revision <= self.retain_revisions + self._compact_batch:
-            return self._compact_revision
-        upto = kv.mod_revision - self.retain_revisions
-        conn.execute("DELETE FROM log WHERE revision <= ?", (upto,))
-        conn.execute("UPDATE meta SET value = ? WHERE name = 'compact_revision'", (upto,))
-        return upto
 
     @staticmethod
     def _current(conn: sqlite3.Connection, key: str) -> KeyValue | None:
@@ -400,8 +494,8 @@ class SqliteStore:
                 "INSERT INTO kv (key, value, create_revision, mod_revision) VALUES (?, ?, ?, ?)",
                 (key, value, revision, revision),
             )
-            compacted = self._record(conn, EventType.PUT, kv, None)
-        self._committed(revision, compacted, WatchEvent(EventType.PUT, kv, None))
+            self._record(conn, EventType.PUT, kv, None)
+        self._written(revision, WatchEvent(EventType.PUT, kv, None))
         return kv
 
     def _update_tx(
@@ -418,8 +512,8 @@ class SqliteStore:
             conn.execute(
                 "UPDATE kv SET value = ?, mod_revision = ? WHERE key = ?", (value, revision, key)
             )
-            compacted = self._record(conn, EventType.PUT, kv, prev)
-        self._committed(revision, compacted, WatchEvent(EventType.PUT, kv, prev))
+            self._record(conn, EventType.PUT, kv, prev)
+        self._written(revision, WatchEvent(EventType.PUT, kv, prev))
         return kv
 
     def _delete_tx(self, conn: sqlite3.Connection, key: str, expected: int | None) -> KeyValue:
@@ -432,13 +526,14 @@ class SqliteStore:
                 raise Conflict(key, expected, prev.mod_revision)
             kv = KeyValue(key, prev.value, prev.create_revision, revision)
             conn.execute("DELETE FROM kv WHERE key = ?", (key,))
-            compacted = self._record(conn, EventType.DELETE, kv, prev)
-        self._committed(revision, compacted, WatchEvent(EventType.DELETE, kv, prev))
+            self._record(conn, EventType.DELETE, kv, prev)
+        self._written(revision, WatchEvent(EventType.DELETE, kv, prev))
         return kv
 
-    def _committed(self, revision: int, compact_revision: int, change: WatchEvent) -> None:
+    def _written(self, revision: int, change: WatchEvent) -> None:
+        """A write's savepoint was released: the trip is at ``revision``, and
+        ``change`` is published if the trip commits."""
         self._revision = revision
-        self._compact_revision = compact_revision
         self._trip_changes.append(change)
 
     def _list_tx(self, conn: sqlite3.Connection, prefix: str) -> tuple[list[KeyValue], int]:
