@@ -29,7 +29,7 @@ import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -147,10 +147,62 @@ class WatchEvent(Generic[T]):
     object: T
 
 
+class ApiWatch(Protocol[T]):
+    """What :meth:`ApiClient.watch` returns: an async context manager (entering opens
+    the watch) and an async iterator of :class:`WatchEvent`, ending when the stream
+    does; an ERROR event raises :class:`ApiError`."""
+
+    async def __aenter__(self) -> ApiWatch[T]: ...
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None: ...
+
+    def __aiter__(self) -> ApiWatch[T]: ...
+
+    async def __anext__(self) -> WatchEvent[T]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ApiClient(Protocol):
+    """The apiserver as components see it: :class:`AsyncClient` over HTTP, or
+    :class:`~kubecore.apiserver.local.LocalClient` inside the apiserver's own process.
+    Both answer the same objects and raise the same errors."""
+
+    base_url: str
+    in_process: bool
+    """Whether calls go straight to an apiserver in this process (no HTTP)."""
+
+    async def __aenter__(self) -> ApiClient: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def list(self, model: type[T], *, namespace: str | None = None,
+                   labels: SelectorArg = None, fields: SelectorArg = None) -> ObjectList[T]: ...
+
+    async def get(self, model: type[T], id: str, *, namespace: str | None = None) -> T: ...
+
+    async def create(self, obj: T, *, namespace: str | None = None) -> T: ...
+
+    async def update(self, obj: T, *, namespace: str | None = None) -> T: ...
+
+    async def delete(self, model: type[TypeMeta], id: str, *,
+                     namespace: str | None = None) -> Status: ...
+
+    async def bind(self, pod_id: str, host: str, *, namespace: str | None = None) -> Status: ...
+
+    def watch(self, model: type[T], resource_version: int = 0, *,
+              namespace: str | None = None, labels: SelectorArg = None,
+              fields: SelectorArg = None) -> ApiWatch[T]: ...
+
+
 # -- shared request and response handling ---------------------------------------------
 
 
-def _selector_text(selector: SelectorArg) -> str:
+def selector_text(selector: SelectorArg) -> str:
+    """``selector`` as the text of a ``labels`` or ``fields`` query parameter."""
     if selector is None:
         return ""
     if isinstance(selector, str):
@@ -166,9 +218,9 @@ def _params(
     params: dict[str, str] = {}
     if namespace:
         params["namespace"] = namespace
-    if text := _selector_text(labels):
+    if text := selector_text(labels):
         params["labels"] = text
-    if text := _selector_text(fields):
+    if text := selector_text(fields):
         params["fields"] = text
     return params
 
@@ -292,6 +344,7 @@ class AsyncClient:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.in_process = False
         self._timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=_headers(token), verify=_verify(verify),

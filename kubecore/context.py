@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from kubecore.config import KernelConfig, SectionModel, Settings
 
 if TYPE_CHECKING:
-    from kubecore.client import AsyncClient
+    from kubecore.client import ApiClient
     from kubecore.store import Store
 
 M = TypeVar("M", bound=SectionModel)
@@ -90,8 +90,16 @@ class Context:
         token = self.extras.get("apiserver_token")
         return str(token) if token else None
 
-    def api_client(self) -> AsyncClient | None:
-        """A new API client for :meth:`api_url` (the caller closes it), or ``None``."""
+    def api_client(self) -> ApiClient | None:
+        """A new API client for :meth:`api_url` (the caller closes it), or ``None``.
+
+        Without ``kubecore.api_server``, components of the process that serves the API
+        get the apiserver's in-process client (the same API without loopback HTTP; see
+        :mod:`kubecore.apiserver.local`) when it offers one."""
+        local = self.extras.get("apiserver_local_client")
+        if not self.kernel.api_server and callable(local):
+            client: ApiClient = local()
+            return client
         url = self.api_url()
         if url is None:
             return None

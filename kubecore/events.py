@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 
 from kubecore.api import Event
-from kubecore.client import ApiError, AsyncClient, ClientError
+from kubecore.client import ApiClient, ApiError, ClientError
 from kubecore.log import get_logger
 
 log = get_logger("kubecore.events")
@@ -29,7 +29,7 @@ class Delivery(enum.Enum):
     UNREACHABLE = "unreachable"
 
 
-async def send_event(client: AsyncClient, event: Event) -> Delivery:
+async def send_event(client: ApiClient, event: Event) -> Delivery:
     """POST ``event`` to its namespace's ``/events``; never raises a client error."""
     try:
         await client.create(event, namespace=event.namespace)

@@ -207,7 +207,9 @@ class WireModel(BaseModel):
     @classmethod
     def _null_is_zero(cls, data: Any) -> Any:
         # Go leaves a by-value field at its zero value on JSON null.
-        if isinstance(data, dict) and any(value is None for value in data.values()):
+        # ``None in values()`` is the same test as ``any(v is None ...)`` on decoded
+        # JSON, without a Python-level loop: this runs for every struct decoded.
+        if isinstance(data, dict) and None in data.values():
             zeros = _zero_values(cls)
             data = {
                 key: zeros[key]() if value is None and key in zeros else value

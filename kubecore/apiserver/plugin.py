@@ -36,6 +36,11 @@ class ApiserverConfig(SectionModel):
         description="bearer tokens, one per line; when set every request but /healthz "
         "needs one",
     )
+    in_process_clients: bool = Field(
+        default=True,
+        description="components in the apiserver's process (scheduler, controllers, "
+        "kubelet, proxy) call it directly rather than over loopback HTTP",
+    )
     tls_cert_file: Path | None = Field(
         default=None, description="certificate (PEM) to serve HTTPS; needs tls_key_file"
     )
@@ -100,6 +105,10 @@ def kubecore_components(ctx: Context) -> list[Component]:
             url: str = await nursery.start(serve)
             # Components started after this one in the same process talk to it.
             ctx.extras["apiserver_url"] = url
+            if cfg.in_process_clients:
+                from kubecore.apiserver.local import LocalClient
+
+                ctx.extras["apiserver_local_client"] = partial(LocalClient, registry, url)
             if tokens:
                 ctx.extras["apiserver_token"] = sorted(tokens)[0]
             task_status.started(url)

@@ -35,7 +35,7 @@ from collections.abc import Iterable
 import trio
 
 from kubecore.api import POD_TERMINATED, Endpoints, Pod, Selector, Service
-from kubecore.client import AsyncClient, ClientError, WatchEvent
+from kubecore.client import ApiClient, ClientError, WatchEvent
 from kubecore.controllers.watching import Backoff, ObjectKey, key_of, list_and_watch
 from kubecore.log import get_logger
 
@@ -135,7 +135,7 @@ class EndpointsController:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: ApiClient,
         *,
         resync_interval: float = DEFAULT_RESYNC_INTERVAL,
         debounce: float = DEFAULT_DEBOUNCE,

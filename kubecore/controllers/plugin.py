@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import trio
 from pydantic import Field
 
-from kubecore.client import AsyncClient
+from kubecore.client import ApiClient
 from kubecore.config import ConfigSection, SectionModel
 from kubecore.context import STAGE_CONTROL, Component, Context
 from kubecore.hookspecs import hookimpl
@@ -45,7 +45,7 @@ def kubecore_config_section() -> ConfigSection:
 
 
 def _component(
-    ctx: Context, name: str, body: Callable[[AsyncClient, trio.TaskStatus[None]],
+    ctx: Context, name: str, body: Callable[[ApiClient, trio.TaskStatus[None]],
                                             Awaitable[None]]
 ) -> Component:
     async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -53,7 +53,8 @@ def _component(
         if client is None:
             raise RuntimeError(f"the {name} needs an apiserver: run one in this process"
                                " or set kubecore.api_server")
-        log.info("controller starting", component=name, api=client.base_url)
+        log.info("controller starting", component=name, api=client.base_url,
+                 in_process=client.in_process)
         try:
             await body(client, task_status)
         finally:
@@ -71,7 +72,7 @@ def kubecore_components(ctx: Context) -> list[Component]:
     cfg = ctx.config(ControllersConfig)
     components: list[Component] = []
     if cfg.replication:
-        async def replication(client: AsyncClient, status: trio.TaskStatus[None]) -> None:
+        async def replication(client: ApiClient, status: trio.TaskStatus[None]) -> None:
             from kubecore.controllers.replication import ReplicationManager
 
             manager = ReplicationManager(client, resync_interval=cfg.resync_interval)
@@ -79,7 +80,7 @@ def kubecore_components(ctx: Context) -> list[Component]:
 
         components.append(_component(ctx, "replication-manager", replication))
     if cfg.endpoints:
-        async def endpoints(client: AsyncClient, status: trio.TaskStatus[None]) -> None:
+        async def endpoints(client: ApiClient, status: trio.TaskStatus[None]) -> None:
             from kubecore.controllers.endpoints import EndpointsController
 
             controller = EndpointsController(client, resync_interval=cfg.resync_interval,

@@ -39,7 +39,7 @@ from kubecore.api import (
     ReplicationController,
     Selector,
 )
-from kubecore.client import ApiError, AsyncClient, ClientError, WatchEvent
+from kubecore.client import ApiClient, ApiError, ClientError, WatchEvent
 from kubecore.controllers.watching import ObjectKey, key_of, list_and_watch
 from kubecore.log import get_logger
 
@@ -130,7 +130,7 @@ class ReplicationManager:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: ApiClient,
         *,
         resync_interval: float = DEFAULT_RESYNC_INTERVAL,
         expectation_ttl: float = DEFAULT_EXPECTATION_TTL,

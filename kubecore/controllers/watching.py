@@ -8,7 +8,7 @@ from typing import TypeVar
 import trio
 
 from kubecore.api import TypeMeta
-from kubecore.client import ApiError, AsyncClient, ClientError, WatchEvent
+from kubecore.client import ApiClient, ApiError, ClientError, WatchEvent
 from kubecore.log import get_logger
 
 log = get_logger("kubecore.controllers")
@@ -45,7 +45,7 @@ class Backoff:
 
 
 async def list_and_watch(
-    client: AsyncClient,
+    client: ApiClient,
     model: type[T],
     *,
     on_list: Callable[[list[T]], None],

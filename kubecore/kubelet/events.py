@@ -28,7 +28,7 @@ from kubecore.api import API_VERSION, DEFAULT_NAMESPACE, Event, ObjectReference,
 from kubecore.log import get_logger
 
 if TYPE_CHECKING:
-    from kubecore.client import AsyncClient
+    from kubecore.client import ApiClient
 
 log = get_logger("kubecore.kubelet.events")
 
@@ -49,7 +49,7 @@ class EventRecorder:
     def __init__(
         self,
         hostname: str,
-        client: AsyncClient | None = None,
+        client: ApiClient | None = None,
         *,
         keep: int = 100,
         retry_min: float = 0.5,

@@ -60,7 +60,7 @@ from kubecore.runtime import PortMapping, SandboxInfo
 
 if TYPE_CHECKING:
     from kubecore.api import BoundPod
-    from kubecore.client import AsyncClient
+    from kubecore.client import ApiClient
     from kubecore.kubelet.merger import DesiredPod
     from kubecore.kubelet.sync import RuntimePod, SyncLoop
 
@@ -154,7 +154,7 @@ class StatusReporter:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: ApiClient,
         hostname: str,
         *,
         host_ip: str = "127.0.0.1",

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import trio
 
 from kubecore.api import API_VERSION, Event, Minion, ObjectReference, Pod
-from kubecore.client import ApiError, AsyncClient, ClientError, WatchEvent
+from kubecore.client import ApiClient, ApiError, ClientError, WatchEvent
 from kubecore.events import Delivery, send_event
 from kubecore.log import get_logger
 from kubecore.scheduler import (
@@ -105,7 +105,7 @@ class Scheduler:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: ApiClient,
         predicates: Mapping[str, FitPredicate],
         priorities: Mapping[str, PriorityFunction],
         select: SelectHost | None = None,

@@ -125,7 +125,8 @@ def kubecore_components(ctx: Context) -> list[Component]:
         scheduler = Scheduler(client, predicates, priorities, select, settings=settings,
                               rng=random.Random(cfg.seed))
         log.info("scheduler starting", predicates=sorted(predicates),
-                 priorities=sorted(priorities), api=client.base_url)
+                 priorities=sorted(priorities), api=client.base_url,
+                 in_process=client.in_process)
         try:
             await scheduler.run(task_status=task_status)
         finally:

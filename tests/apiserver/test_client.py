@@ -1,9 +1,11 @@
 """kubecore.client against a real apiserver: typed objects, Status errors, watch, and the
-synchronous client (run in a thread, the server being on this test's trio loop)."""
+synchronous client (run in a thread, the server being on this test's trio loop). The
+contract tests run on both API clients: HTTP and in-process."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -17,7 +19,9 @@ from kubecore.api import (
     Service,
     decode_value,
 )
+from kubecore.apiserver.local import LocalClient
 from kubecore.client import (
+    ApiClient,
     ApiConnectionError,
     ApiError,
     AsyncClient,
@@ -34,8 +38,19 @@ def a_pod(id: str = "web-1", **kwargs: object) -> Pod:
     return decode_value(pod(id, **kwargs), kind=Pod)  # type: ignore[arg-type]
 
 
-async def test_crud_with_typed_objects(api: Api) -> None:
-    async with AsyncClient(api.url) as client:
+Connect = Callable[[], ApiClient]
+
+
+@pytest.fixture(params=["http", "in-process"])
+def connect(request: pytest.FixtureRequest, api: Api) -> Connect:
+    """Makes a client of ``api``: over HTTP, or in process."""
+    if request.param == "http":
+        return lambda: AsyncClient(api.url)
+    return lambda: LocalClient(api.registry, api.url)
+
+
+async def test_crud_with_typed_objects(connect: Connect) -> None:
+    async with connect() as client:
         created = await client.create(a_pod())
         assert isinstance(created, Pod) and created.desired_state.status == "Running"
         got = await client.get(Pod, "web-1")
@@ -67,8 +82,8 @@ async def test_crud_with_typed_objects(api: Api) -> None:
         assert (await client.delete(Pod, "odd?id #1")).status == "Success"
 
 
-async def test_errors_carry_the_status(api: Api) -> None:
-    async with AsyncClient(api.url) as client:
+async def test_errors_carry_the_status(connect: Connect) -> None:
+    async with connect() as client:
         with pytest.raises(ApiError) as missing:
             await client.get(Pod, "nope")
         assert (missing.value.code, missing.value.reason) == (404, "NotFound")
@@ -90,6 +105,9 @@ async def test_errors_carry_the_status(api: Api) -> None:
         with pytest.raises(ApiError) as bad:
             await client.list(Pod, labels="nonsense")
         assert (bad.value.code, bad.value.reason) == (400, "BadRequest")
+
+
+async def test_a_plain_404_becomes_a_status(api: Api) -> None:
     async with AsyncClient(f"{api.url}/nothing-here") as lost:
         with pytest.raises(ApiError) as plain:
             await lost.get(Pod, "x")
@@ -109,8 +127,8 @@ async def test_unreachable_server() -> None:
                 pass
 
 
-async def test_watch(api: Api) -> None:
-    async with AsyncClient(api.url) as client:
+async def test_watch(api: Api, connect: Connect) -> None:
+    async with connect() as client:
         await client.create(a_pod("a"))
         listed = await client.list(Pod)
         async with client.watch(Pod, 0, labels={"app": "web"}) as events:
@@ -123,16 +141,13 @@ async def test_watch(api: Api) -> None:
                 await client.delete(Pod, "a")
                 seen = [(e.type, e.object.id) for e in [await anext(events) for _ in range(2)]]
         assert seen == [("ADDED", "b"), ("DELETED", "a")]
-        resumed = client.watch(Pod, listed.resource_version)  # opened by the first anext
         kinds = []
-        try:
+        async with client.watch(Pod, listed.resource_version) as resumed:
             with trio.fail_after(TIMEOUT):
                 async for event in resumed:
                     kinds.append((event.type, event.object.id))
                     if len(kinds) == 3:
                         break
-        finally:
-            await resumed.aclose()
         assert kinds == [("ADDED", "b"), ("ADDED", "c"), ("DELETED", "a")]
         await api.store.compact(await api.store.revision())
         with pytest.raises(ApiError) as gone:
@@ -144,6 +159,20 @@ async def test_watch(api: Api) -> None:
             async with client.watch(Endpoints, labels="a=b"):
                 pass
         assert refused.value.code == 400
+
+
+async def test_an_http_watch_opens_on_the_first_read(api: Api) -> None:
+    async with AsyncClient(api.url) as client:
+        await client.create(a_pod("a"))
+        resumed = client.watch(Pod, 0)
+        try:
+            with trio.fail_after(TIMEOUT):
+                first = await anext(resumed)
+        finally:
+            await resumed.aclose()
+        assert (first.type, first.object.id) == ("ADDED", "a")
+        with pytest.raises(StopAsyncIteration):
+            await anext(resumed)
 
 
 async def test_the_sync_client(api: Api) -> None:

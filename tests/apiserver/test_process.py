@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kubecore.api import Pod, decode_value
+from kubecore.api import Minion, Pod, decode_value
 from kubecore.client import ApiError, Client
 from tests.apiserver.objects import pod
 from tests.processes import KubecoreProcess, run_kubecore
@@ -66,3 +66,27 @@ def test_a_master_without_a_store_does_not_start(tmp_path: Path) -> None:
     assert ("the apiserver needs a store plugin: select store_sqlite or store_etcd"
             in result.stderr)
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_components_reach_the_apiserver_of_their_process(tmp_path: Path,
+                                                         in_process: bool) -> None:
+    args = master(tmp_path, "--plugins", "store_sqlite,scheduler_priority",
+                  "--set", f"apiserver.in_process_clients={str(in_process).lower()}")
+    with KubecoreProcess(args) as proc:
+        url = proc.wait_event("listening", logger="kubecore.apiserver")["url"]
+        assert proc.wait_event("scheduler starting")["in_process"] is in_process
+        controllers = [proc.wait_event("controller starting", component=name)
+                       for name in ("replication-manager", "endpoints-controller")]
+        assert [c["in_process"] for c in controllers] == [in_process, in_process]
+        with Client(url) as client:
+            client.create(decode_value({"kind": "Minion", "id": "node-a",
+                                        "hostIP": "127.0.0.1"}, kind=Minion))
+            client.create(decode_value(pod(), kind=Pod))
+            deadline = time.monotonic() + 30
+            while not client.get(Pod, "web-1").desired_state.host:
+                assert time.monotonic() < deadline, "the scheduler did not bind the pod"
+                time.sleep(0.05)
+            assert client.get(Pod, "web-1").desired_state.host == "node-a"
+        assert proc.stop() == 0
+    assert "Traceback" not in proc.output

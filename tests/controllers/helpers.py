@@ -17,7 +17,7 @@ from kubecore.api import (
     ReplicationControllerState,
     Service,
 )
-from kubecore.client import ApiError, AsyncClient
+from kubecore.client import ApiClient, ApiError
 
 TIMEOUT = 10.0
 """Seconds any single wait may take before the test fails."""
@@ -67,7 +67,7 @@ async def wait_for(check: Callable[[], Awaitable[bool]], within: float = TIMEOUT
     raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
-async def resize(client: AsyncClient, id: str, replicas: int) -> None:
+async def resize(client: ApiClient, id: str, replicas: int) -> None:
     """Set a controller's replicas, retrying on a write conflict."""
     while True:
         rc = await client.get(ReplicationController, id)
@@ -84,7 +84,7 @@ class PodCounter:
     """Follows the pods matching ``selector`` through a watch: current set and the
     largest count ever seen."""
 
-    def __init__(self, client: AsyncClient, selector: dict[str, str]) -> None:
+    def __init__(self, client: ApiClient, selector: dict[str, str]) -> None:
         self.client = client
         self.selector = selector
         self.ids: set[str] = set()

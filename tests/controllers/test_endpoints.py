@@ -17,7 +17,7 @@ from kubecore.api import (
     Port,
     Service,
 )
-from kubecore.client import ApiError, AsyncClient
+from kubecore.client import ApiClient, ApiError
 from kubecore.controllers.endpoints import (
     EndpointsController,
     PortNotFound,
@@ -31,7 +31,7 @@ WITHIN = 1.0
 """Endpoints must follow a pod change within this many seconds."""
 
 
-async def _report(client: AsyncClient, id: str, state: PodState,
+async def _report(client: ApiClient, id: str, state: PodState,
                   labels: dict[str, str] | None = None) -> None:
     """What a kubelet does: PUT the pod with its ``currentState`` (and maybe labels)."""
     current = await client.get(Pod, id)
@@ -41,7 +41,7 @@ async def _report(client: AsyncClient, id: str, state: PodState,
     await client.update(current)
 
 
-async def _endpoints(client: AsyncClient, id: str) -> list[str] | None:
+async def _endpoints(client: ApiClient, id: str) -> list[str] | None:
     try:
         return (await client.get(Endpoints, id)).endpoints
     except ApiError as exc:
@@ -50,7 +50,7 @@ async def _endpoints(client: AsyncClient, id: str) -> list[str] | None:
         raise
 
 
-async def _becomes(client: AsyncClient, id: str, want: list[str],
+async def _becomes(client: ApiClient, id: str, want: list[str],
                    within: float = WITHIN) -> None:
     # The controller writes the addresses sorted.
     async def check() -> bool:
@@ -66,7 +66,7 @@ def _published(container_port: int, host_port: int, host_ip: str = "127.0.0.1"
 
 
 async def test_endpoints_follow_reported_addresses_within_a_second(
-    client: AsyncClient, nursery: trio.Nursery
+    client: ApiClient, nursery: trio.Nursery
 ) -> None:
     await client.create(service("web", {"app": "web"}))
     await client.create(service("other", {"app": "other"}))
@@ -104,7 +104,7 @@ async def test_endpoints_follow_reported_addresses_within_a_second(
     await _becomes(client, "web", [])
 
 
-async def test_a_burst_gives_one_write(client: AsyncClient, nursery: trio.Nursery) -> None:
+async def test_a_burst_gives_one_write(client: ApiClient, nursery: trio.Nursery) -> None:
     await client.create(service("burst", {"app": "burst"}))
     ids = [f"b-{i}" for i in range(6)]
     for id in ids:
@@ -134,7 +134,7 @@ async def test_a_burst_gives_one_write(client: AsyncClient, nursery: trio.Nurser
 
 
 async def test_restart_rewrites_nothing_unchanged(
-    client: AsyncClient, nursery: trio.Nursery
+    client: ApiClient, nursery: trio.Nursery
 ) -> None:
     await client.create(service("steady", {"app": "steady"}))
     await client.create(pod("s-1", {"app": "steady"}))
@@ -152,7 +152,7 @@ async def test_restart_rewrites_nothing_unchanged(
 
 
 async def test_reserved_services_are_not_written(
-    client: AsyncClient, nursery: trio.Nursery
+    client: ApiClient, nursery: trio.Nursery
 ) -> None:
     await client.create(service("kubernetes", {"app": "master"}))
     await client.create(pod("m-1", {"app": "master"}))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 
 from kubecore.api import Pod, ReplicationController
-from kubecore.client import AsyncClient, ObjectList, SelectorArg, T, WatchEvent
+from kubecore.client import ApiClient, AsyncClient, ObjectList, SelectorArg, T, WatchEvent
 from kubecore.controllers.replication import ReplicationManager, pod_from_template
 from tests.controllers.helpers import PodCounter, controller, resize, wait_for
 
@@ -14,12 +14,12 @@ SETTLE = 0.3
 """Seconds to keep watching after convergence, to catch a late overshoot."""
 
 
-async def _count(client: AsyncClient, labels: dict[str, str]) -> int:
+async def _count(client: ApiClient, labels: dict[str, str]) -> int:
     return len((await client.list(Pod, labels=labels)).items)
 
 
 async def test_converges_and_resizes_without_overshoot(
-    any_client: AsyncClient, nursery: trio.Nursery
+    any_client: ApiClient, nursery: trio.Nursery
 ) -> None:
     client = any_client
     await client.create(controller("web", 5))
@@ -47,7 +47,7 @@ async def test_converges_and_resizes_without_overshoot(
     assert rc.current_state.replicas == 2
 
 
-async def test_created_pods_follow_the_template(client: AsyncClient) -> None:
+async def test_created_pods_follow_the_template(client: ApiClient) -> None:
     rc = await client.create(controller("tpl", 2, {"app": "tpl", "tier": "front"}))
     manager = ReplicationManager(client)
     manager.replace_controllers([rc])
@@ -62,7 +62,7 @@ async def test_created_pods_follow_the_template(client: AsyncClient) -> None:
 
 
 async def test_two_syncs_back_to_back_and_at_once_do_not_over_create(
-    client: AsyncClient,
+    client: ApiClient,
 ) -> None:
     rc = await client.create(controller("twice", 3))
     manager = ReplicationManager(client)
@@ -78,7 +78,7 @@ async def test_two_syncs_back_to_back_and_at_once_do_not_over_create(
 
 
 async def test_the_same_event_twice_does_not_over_create(
-    client: AsyncClient, nursery: trio.Nursery
+    client: ApiClient, nursery: trio.Nursery
 ) -> None:
     counter = PodCounter(client, {"app": "dup"})
     await nursery.start(counter.run)
@@ -118,7 +118,7 @@ class StaleLists(AsyncClient):
         return self.first  # type: ignore[return-value]
 
 
-async def test_expectations_cover_a_list_that_has_not_caught_up(client: AsyncClient) -> None:
+async def test_expectations_cover_a_list_that_has_not_caught_up(client: ApiClient) -> None:
     rc = await client.create(controller("lag", 3))
     stale = StaleLists(client.base_url)
     try:
@@ -141,7 +141,7 @@ async def test_expectations_cover_a_list_that_has_not_caught_up(client: AsyncCli
         await stale.aclose()
 
 
-async def test_restart_does_not_over_create(client: AsyncClient, nursery: trio.Nursery) -> None:
+async def test_restart_does_not_over_create(client: ApiClient, nursery: trio.Nursery) -> None:
     await client.create(controller("again", 5))
     counter = PodCounter(client, {"app": "again"})
     await nursery.start(counter.run)
@@ -159,7 +159,7 @@ async def test_restart_does_not_over_create(client: AsyncClient, nursery: trio.N
 
 
 async def test_deleted_controller_leaves_its_pods(
-    client: AsyncClient, nursery: trio.Nursery
+    client: ApiClient, nursery: trio.Nursery
 ) -> None:
     await client.create(controller("gone", 2))
     counter = PodCounter(client, {"app": "gone"})
@@ -173,7 +173,7 @@ async def test_deleted_controller_leaves_its_pods(
     assert ("default", "gone") not in manager.controllers
 
 
-async def test_replaces_a_deleted_pod(client: AsyncClient, nursery: trio.Nursery) -> None:
+async def test_replaces_a_deleted_pod(client: ApiClient, nursery: trio.Nursery) -> None:
     await client.create(controller("heal", 2))
     counter = PodCounter(client, {"app": "heal"})
     await nursery.start(counter.run)

@@ -25,8 +25,9 @@ from kubecore.api import (
 )
 from kubecore.apiserver.app import create_app
 from kubecore.apiserver.keys import DEFAULT_HOST_KEY, host_key
+from kubecore.apiserver.local import LocalClient
 from kubecore.apiserver.registry import Registry
-from kubecore.client import AsyncClient
+from kubecore.client import ApiClient, AsyncClient
 from kubecore.http import serve_asgi
 
 TIMEOUT = 10.0
@@ -62,7 +63,7 @@ class Cluster:
     """A running apiserver: its URL, a client on it and the store under it."""
 
     url: str
-    client: AsyncClient
+    client: ApiClient
     store: SqliteStore
 
     async def hosted(self, host: str) -> list[str]:
@@ -87,15 +88,21 @@ class Cluster:
                 await trio.sleep(poll)
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Cluster]:
+@pytest.fixture(params=["http", "in-process"])
+async def cluster(
+    request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery
+) -> AsyncIterator[Cluster]:
+    """An apiserver on SQLite and a client of it: over HTTP, or in process."""
     store = SqliteStore(tmp_path / "store.sqlite3", synchronous="normal")
+    registry = Registry(store)
     try:
         url: str = await nursery.start(partial(
-            serve_asgi, create_app(Registry(store)), name="apiserver",
+            serve_asgi, create_app(registry), name="apiserver",
             address="127.0.0.1", port=0,
         ))
-        async with AsyncClient(url, timeout=TIMEOUT) as client:
+        client: ApiClient = (AsyncClient(url, timeout=TIMEOUT) if request.param == "http"
+                             else LocalClient(registry, url))
+        async with client:
             yield Cluster(url, client, store)
     finally:
         await store.aclose()

@@ -26,7 +26,7 @@ from functools import partial
 import trio
 
 from kubecore import hookimpl
-from kubecore.client import AsyncClient
+from kubecore.client import ApiClient
 from kubecore.config import ConfigSection
 from kubecore.context import STAGE_PROXY, Component, Context
 from kubecore.errors import StartupError
@@ -105,7 +105,8 @@ async def run_proxy(
         elif (client := ctx.api_client()) is not None:
             nursery.start_soon(_close_on_exit, client)
             await nursery.start(ApiFeed(client, proxier).run)
-            log.info("proxy follows the apiserver", url=client.base_url)
+            log.info("proxy follows the apiserver", url=client.base_url,
+                     in_process=client.in_process)
         else:
             log.info("proxy has no services source: neither services_file nor an"
                      " apiserver is configured")
@@ -136,7 +137,7 @@ async def _follow_store(
                 await store.aclose()
 
 
-async def _close_on_exit(client: AsyncClient) -> None:
+async def _close_on_exit(client: ApiClient) -> None:
     """Hold ``client`` open for the nursery's life; close it when cancelled."""
     try:
         await trio.sleep_forever()

@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 import trio
 
 from kubecore.api import Endpoints, Service, apply_defaults
-from kubecore.client import ApiError, AsyncClient, ClientError
+from kubecore.client import ApiClient, ApiError, ClientError
 from kubecore.log import get_logger
 from kubecore.proxy import Proxier, ServiceKey, service_key
 from kubecore_proxy_userspace.feed import Feed
@@ -46,7 +46,7 @@ class ApiFeed(Feed):
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: ApiClient,
         proxier: Proxier,
         *,
         debounce: float = 0.05,

@@ -30,7 +30,7 @@ import trio
 
 from kubecore.api import DEFAULT_NAMESPACE, BoundPod, EnvVar, Pod, PodSpec, Service
 from kubecore.apiserver.envvars import service_env
-from kubecore.client import ApiError, AsyncClient, ClientError
+from kubecore.client import ApiClient, ApiError, ClientError
 from kubecore.kubelet.sources import Snapshot
 from kubecore.log import get_logger
 
@@ -81,7 +81,7 @@ def services_for(pod: Pod, services: Iterable[Service]) -> list[EnvVar]:
     )
 
 
-async def _update_envs(client: AsyncClient, pods: Iterable[Pod],
+async def _update_envs(client: ApiClient, pods: Iterable[Pod],
                        envs: dict[str, list[EnvVar]]) -> None:
     """Give each pod not yet in ``envs`` its variables; forget pods no longer bound."""
     current = {pod.uid: pod for pod in pods}
@@ -110,7 +110,7 @@ class ApiSource:
 
     def __init__(
         self,
-        client_factory: Callable[[], AsyncClient | None],
+        client_factory: Callable[[], ApiClient | None],
         hostname: str,
         *,
         retry_min: float = 1.0,

@@ -1,0 +1,141 @@
+"""The in-process API client (kubecore.apiserver.local) on a real registry and SQLite
+store: what differs from HTTP by construction (shared decodes, a watch task of its own,
+no socket to fail) keeps the HTTP client's contract. The contract tests themselves run
+on both clients in test_client.py."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from kubecore.api import Pod, decode_value
+from kubecore.apiserver.local import LocalClient
+from kubecore.client import ApiError, AsyncClient, ClientError
+from kubecore.config import KernelConfig, Settings
+from kubecore.context import Context
+from tests.apiserver.harness import TIMEOUT, Api
+from tests.apiserver.objects import pod
+
+
+def a_pod(id: str, **kwargs: object) -> Pod:
+    return decode_value(pod(id, **kwargs), kind=Pod)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def client(api: Api) -> LocalClient:
+    return LocalClient(api.registry, api.url)
+
+
+async def test_objects_handed_out_are_the_callers_own(api: Api, client: LocalClient) -> None:
+    mine = a_pod("a")
+    created = await client.create(mine)
+    mine.labels["app"] = "changed after create"
+    created.labels["app"] = "changed too"
+    async with client.watch(Pod, 0) as first, client.watch(Pod, 0) as second:
+        with trio.fail_after(TIMEOUT):
+            one, two = await anext(first), await anext(second)
+        # The registry decodes a change once for every watch: each reader gets a copy.
+        assert one.object is not two.object
+        one.object.labels["app"] = "scribbled"
+        one.object.desired_state.manifest.containers[0].image = "scribbled"
+        assert two.object.labels == {"app": "web"}
+        assert two.object.desired_state.manifest.containers[0].image == "nginx"
+        await client.bind("a", "node-a")
+        with trio.fail_after(TIMEOUT):
+            one, two = await anext(first), await anext(second)
+        one.object.desired_state.host = "scribbled"
+        assert two.object.desired_state.host == "node-a"
+    got = await client.get(Pod, "a")
+    assert got.labels == {"app": "web"} and got.desired_state.host == "node-a"
+    listed = await client.list(Pod)
+    listed.items[0].labels.clear()
+    assert (await client.list(Pod)).items[0].labels == {"app": "web"}
+
+
+async def test_what_happens_in_the_body_of_a_watch_stays_as_it_is(
+    api: Api, client: LocalClient
+) -> None:
+    await client.create(a_pod("a"))
+    with pytest.raises(KeyError):  # not wrapped in an exception group by the watch's task
+        async with client.watch(Pod, 0) as events:
+            await anext(events)
+            raise KeyError("the caller's own")
+    assert api.store.active_watches == 0
+    with trio.move_on_after(0.2) as cancelled:  # cancelled while waiting for an event
+        async with client.watch(Pod, 0) as events:
+            await anext(events)
+            await anext(events)
+    assert cancelled.cancelled_caught
+    assert api.store.active_watches == 0
+
+
+async def test_closing_inside_a_nested_scope_ends_the_iteration(
+    api: Api, client: LocalClient
+) -> None:
+    await client.create(a_pod("a"))
+    async with client.watch(Pod, 0) as events:
+        with trio.fail_after(TIMEOUT):
+            await anext(events)
+            await events.aclose()
+            with pytest.raises(StopAsyncIteration):
+                await anext(events)
+            await events.aclose()  # idempotent
+    assert api.store.active_watches == 0
+
+
+async def test_a_watch_is_read_inside_async_with(client: LocalClient) -> None:
+    with pytest.raises(ClientError, match="async with"):
+        await anext(client.watch(Pod, 0))
+
+
+async def test_failures_are_api_errors_with_the_status_http_would_carry(
+    api: Api, client: LocalClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await client.create(a_pod("a"))
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(api.registry, "get", broken)
+    with pytest.raises(ApiError) as unexpected:
+        await client.get(Pod, "a")
+    assert (unexpected.value.code, unexpected.value.reason) == (500, "InternalError")
+    monkeypatch.undo()
+    with pytest.raises(ApiError) as refused:
+        async with client.watch(Pod, 0, labels="not a selector"):
+            pass
+    assert refused.value.code == 400
+    async with client.watch(Pod, 0) as events:
+        with trio.fail_after(TIMEOUT):
+            assert (await anext(events)).object.id == "a"
+            await api.store.aclose()  # the store goes away under an open watch
+            with pytest.raises(ApiError) as gone:
+                await anext(events)
+    assert gone.value.code == 503
+    with pytest.raises(ApiError) as unavailable:
+        await client.list(Pod)
+    assert (unavailable.value.code, unavailable.value.reason) == (503, "ServiceUnavailable")
+
+
+async def test_the_context_prefers_the_in_process_client_unless_told_otherwise(
+    tmp_path: Path, api: Api
+) -> None:
+    def context(**kernel: object) -> Context:
+        return Context(settings=Settings({
+            "kubecore": KernelConfig(role="master", data_dir=tmp_path, **kernel)}), hook=None)
+
+    ctx = context()
+    assert ctx.api_client() is None
+    ctx.extras["apiserver_url"] = api.url
+    assert isinstance(ctx.api_client(), AsyncClient)
+    ctx.extras["apiserver_local_client"] = partial(LocalClient, api.registry, api.url)
+    local = ctx.api_client()
+    assert isinstance(local, LocalClient) and local.in_process
+    # A named apiserver is another process's: only HTTP reaches it.
+    named = context(api_server="http://127.0.0.1:1")
+    named.extras.update(ctx.extras)
+    remote = named.api_client()
+    assert isinstance(remote, AsyncClient) and not remote.in_process
