@@ -116,6 +116,9 @@ def kubecore_scheduler_priorities(ctx: Context) -> Mapping[str, PriorityFunction
 
     A :data:`~kubecore.scheduler.PriorityFunction` maps the pod and the feasible nodes
     to an integer score per host name. As in Kubernetes v0.5, **lower is better**.
+    A function whose score of a node does not depend on the pod can be marked
+    :func:`~kubecore.scheduler.node_only`: it is then asked only about nodes that
+    changed, and its kept scores serve every pod.
     """
 
 

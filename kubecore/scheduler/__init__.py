@@ -9,7 +9,9 @@ A predicate that only concerns some pods (those with host ports, say) can say so
 :func:`applies_when`: for any other pod the scheduler counts it as passing on every
 node without calling it once per node, which is most of the cost of a pod on a large
 cluster. What a pod asks for (:func:`pod_facts`) is computed once per pod object, not
-once per node.
+once per node. A priority whose score of a node does not depend on the pod (v0.5's
+LeastRequested) can say so with :func:`node_only`: the scheduler then asks it only
+about the nodes that changed since it last asked, not about every node for every pod.
 
 The component itself (queue, watches, binding) is :mod:`kubecore.scheduler.core`; its
 built-in plugin (config section, component) is :mod:`kubecore.scheduler.plugin`.
@@ -280,6 +282,25 @@ PriorityFunction = Callable[["Pod", Sequence[NodeInfo]], Mapping[str, int]]
 """``priority(pod, nodes) -> {host: score}``; lower is better, as in Kubernetes v0.5.
 A host missing from the answer scores 0."""
 
+NODE_ONLY = "node_only"
+"""The attribute :func:`node_only` sets on a priority."""
+
+F = TypeVar("F", bound=Callable[..., Mapping[str, int]])
+
+
+def node_only(priority: F) -> F:
+    """Mark a priority whose score of a node depends on that node's state alone (its
+    minion and the pods placed there), never on the pod being placed. The scheduler
+    then keeps its scores and asks it again only about nodes whose state changed, with
+    whichever pod is being placed at the time."""
+    setattr(priority, NODE_ONLY, True)
+    return priority
+
+
+def is_node_only(priority: PriorityFunction) -> bool:
+    """Whether ``priority`` is marked with :func:`node_only`."""
+    return bool(getattr(priority, NODE_ONLY, False))
+
 
 def select_lowest(scores: Mapping[str, int], rng: random.Random) -> str:
     """A host chosen uniformly at random among those with the lowest score.
@@ -301,6 +322,8 @@ __all__ = [
     "PriorityFunction",
     "applies_to",
     "applies_when",
+    "is_node_only",
+    "node_only",
     "parse_capacity",
     "parse_cpu_capacity",
     "pod_disk_names",

@@ -45,6 +45,7 @@ from kubecore.scheduler import (
     PodKey,
     PriorityFunction,
     applies_to,
+    is_node_only,
     pod_key,
     select_lowest,
 )
@@ -130,6 +131,11 @@ class Scheduler:
         self._assumed: dict[PodKey, Pod] = {}
         self._candidates: list[NodeInfo] = []  # the minions' nodes, by name
         self._names: list[str] = []  # their names
+        # The scores of each node-only priority, kept for every minion, and the minions
+        # whose node changed since they were computed.
+        self._kept_scores: dict[str, dict[str, int]] = {
+            name: {} for name, priority in self.priorities.items() if is_node_only(priority)}
+        self._changed: set[str] = set()
         self._pending: dict[PodKey, Pod] = {}
         self._ready: OrderedDict[PodKey, None] = OrderedDict()
         self._delay: dict[PodKey, float] = {}
@@ -231,8 +237,18 @@ class Scheduler:
         if not feasible:
             return NoFit(self._failures(pod, candidates, stages), len(candidates))
         names = self._names if feasible is candidates else [node.name for node in feasible]
+        if self._kept_scores and self._changed:
+            self._refresh_kept_scores(pod)
         scores = dict.fromkeys(names, 0)
-        for priority in self.priorities.values():
+        for priority_name, priority in self.priorities.items():
+            kept = self._kept_scores.get(priority_name)
+            if kept is not None:
+                if len(self.priorities) == 1 and feasible is candidates:
+                    scores = dict(kept)  # a whole number for every minion, no more
+                else:
+                    for host in names:
+                        scores[host] += kept.get(host, 0)
+                continue
             answer = priority(pod, feasible)
             if (len(self.priorities) == 1 and answer.keys() <= scores.keys()
                     and set(map(type, answer.values())) <= {int}):
@@ -247,6 +263,16 @@ class Scheduler:
         if chosen not in scores:
             raise ValueError(f"host selection chose {chosen!r}, which is not feasible")
         return chosen
+
+    def _refresh_kept_scores(self, pod: Pod) -> None:
+        """Ask each node-only priority about the minions changed since it was last
+        asked (``pod`` is passed along; such a priority does not look at it)."""
+        changed = [self.nodes[name] for name in sorted(self._changed & self.minions)]
+        for name, kept in self._kept_scores.items():
+            answer = self.priorities[name](pod, changed)
+            for node in changed:
+                kept[node.name] = int(answer.get(node.name, 0))
+        self._changed.clear()  # only once every priority has answered
 
     @staticmethod
     def _fits(name: str, predicate: FitPredicate, pod: Pod, node: NodeInfo, *,
@@ -422,11 +448,13 @@ class Scheduler:
         self._unplace(key)
         self._node(host).add_pod(pod)
         self._host_of[key] = host
+        self._changed.add(host)
 
     def _unplace(self, key: PodKey) -> None:
         host = self._host_of.pop(key, None)
         if host is None:
             return
+        self._changed.add(host)
         node = self.nodes.get(host)
         if node is not None:
             node.remove_pod(key)
@@ -442,6 +470,10 @@ class Scheduler:
                 del self.nodes[gone]
         for name, minion in fresh.items():
             self._node(name).minion = minion
+        for kept in self._kept_scores.values():
+            for gone in kept.keys() - fresh.keys():
+                del kept[gone]
+        self._changed.update(fresh)  # a minion's capacity may have changed
         self.minions = set(fresh)
         self._names = sorted(fresh)
         self._candidates = [self.nodes[name] for name in self._names]

@@ -5,7 +5,7 @@ assumption back when a binding fails, and trusts the assigned-pods watch over it
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import kubecore_scheduler_priority as policy
@@ -14,7 +14,7 @@ import trio.testing
 
 from kubecore.api import STATUS_FAILURE, Pod, Status
 from kubecore.client import ApiError, AsyncClient, WatchEvent
-from kubecore.scheduler import NodeInfo, applies_when, pod_key
+from kubecore.scheduler import NodeInfo, PriorityFunction, applies_when, node_only, pod_key
 from kubecore.scheduler.core import NoFit, Scheduler, Settings
 from tests.scheduler.conftest import TIMEOUT, minion, pod
 
@@ -192,3 +192,53 @@ def test_a_predicate_is_skipped_for_pods_it_does_not_apply_to() -> None:
     found = s.find_host(pod("picky", node_selector={"x": "y"}))
     assert isinstance(found, NoFit) and found.failed == {"Selective": ["node-a"]}
     assert calls == ["node-a"]
+
+
+def test_a_node_only_priority_is_asked_about_changed_nodes_only() -> None:
+    """Kept scores place every pod where asking about every node would have, while
+    the priority is asked only about the nodes placements, removals or a minion update
+    changed."""
+    asked: list[list[str]] = []
+
+    def least(p: Pod, nodes: Sequence[NodeInfo]) -> Mapping[str, int]:
+        asked.append(sorted(node.name for node in nodes))
+        return policy.least_requested_priority(p, nodes)
+
+    def by_name(p: Pod, nodes: Sequence[NodeInfo]) -> dict[str, int]:
+        return {node.name: len(node.name) % 3 for node in nodes}  # not node-only
+
+    def placements(priorities: dict[str, PriorityFunction]) -> list[str]:
+        s = Scheduler(cast(AsyncClient, object()), {"PodFitsPorts": policy.pod_fits_ports},
+                      priorities, rng=random.Random(7))
+        s.set_minions([minion(f"node-{i}", cpu=4000 + 100 * i) for i in range(12)])
+        placed = []
+        for i in range(80):
+            p = pod(f"p{i}", cpu=50 * (i % 7), host_ports=[80] if i % 9 == 0 else [])
+            host = s.find_host(p)
+            assert isinstance(host, str)
+            s._assume(p, host)
+            placed.append(host)
+            if i % 10 == 5:
+                s._unassume(pod_key(pod(f"p{i - 3}")))
+            if i == 40:  # node-11 goes, node-0 grows
+                s.set_minions([minion("node-0", cpu=9000)] +
+                              [minion(f"node-{j}", cpu=4000 + 100 * j) for j in range(1, 11)])
+        return placed
+
+    for others in ({}, {"ByName": by_name}):
+        asked.clear()
+        plain = placements({"Least": least, **others})
+        assert len(asked) == 80 and sum(len(nodes) for nodes in asked) > 80 * 8
+        asked.clear()
+
+        @node_only
+        def marked(p: Pod, nodes: Sequence[NodeInfo]) -> Mapping[str, int]:
+            return least(p, nodes)
+
+        kept = placements({"Least": marked, **others})
+        assert kept == plain
+        assert asked[0] == sorted(f"node-{i}" for i in range(12))
+        assert "node-11" not in asked[41] and len(asked[41]) >= 11  # the minion update
+        later = [nodes for i, nodes in enumerate(asked) if i not in (0, 41)]
+        assert later and all(len(nodes) <= 2 for nodes in later)
+        assert sum(len(nodes) for nodes in asked) < 80 * 12 // 4

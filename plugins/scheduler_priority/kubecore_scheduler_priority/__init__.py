@@ -26,6 +26,7 @@ from kubecore.scheduler import (
     NodeInfo,
     PriorityFunction,
     applies_when,
+    node_only,
     pod_facts,
     select_lowest,
 )
@@ -99,6 +100,7 @@ def match_node_selector(pod: Pod, node: NodeInfo) -> bool:
     return all(labels.get(key) == value for key, value in pod.node_selector.items())
 
 
+@node_only
 def least_requested_priority(pod: Pod, nodes: Sequence[NodeInfo]) -> dict[str, int]:
     """``{host: (cpu% + memory%) // 2}`` of what is already requested on each node.
 
