@@ -20,7 +20,10 @@ from kubecore.api import (
     StatusCause,
     StatusDetails,
 )
+from kubecore.log import get_logger
 from kubecore.store import StoreError, StoreUnavailable
+
+log = get_logger("kubecore.apiserver")
 
 # Reasons (``Status.reason``) of v0.5, plus the ones kubecore adds for codes v0.5 lacked.
 NOT_FOUND = "NotFound"
@@ -130,3 +133,20 @@ def status_for(exc: BaseException) -> Status:
     if isinstance(exc, StoreError):
         return StatusError(500, INTERNAL_ERROR, f"store error: {exc}").to_status()
     return StatusError(500, INTERNAL_ERROR, f"internal error: {type(exc).__name__}").to_status()
+
+
+# Failures a request may meet in the normal course of things (the rest are bugs).
+EXPECTED = (StatusError, InvalidObject, InvalidSelector, StoreUnavailable)
+
+
+def failed_request(exc: Exception, **request: object) -> Status:
+    """The ``Status`` a request that raised ``exc`` answers with, logged once: a bug
+    (anything unexpected, a failing store included) as an error with its traceback,
+    an expected 5xx (an unavailable store) as a warning, the rest not at all.
+    ``request`` names the request in the log line."""
+    status = status_for(exc)
+    if not isinstance(exc, EXPECTED):
+        log.error("request failed", **request, error=repr(exc), exc_info=exc)
+    elif status.code >= 500:
+        log.warning("request failed", **request, error=status.message)
+    return status

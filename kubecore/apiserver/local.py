@@ -37,8 +37,6 @@ import trio
 
 from kubecore.api import (
     Binding,
-    InvalidObject,
-    InvalidSelector,
     Selector,
     Status,
     TypeMeta,
@@ -61,19 +59,12 @@ from kubecore.client import (
     resource_name,
     selector_text,
 )
-from kubecore.log import get_logger
-from kubecore.store import StoreUnavailable
-
-log = get_logger("kubecore.apiserver")
 
 T = TypeVar("T", bound=TypeMeta)
 R = TypeVar("R")
 
 # Events a local watch holds for a reader that is behind; past it the watch waits.
 WATCH_BUFFER = 1024
-
-# What the HTTP routes answer with a Status of its own (see routes.api_handler).
-_ANSWERED = (errors.StatusError, InvalidObject, InvalidSelector, StoreUnavailable)
 
 
 def _wire_copy(obj: TypeMeta, model: type[T]) -> T:
@@ -82,10 +73,9 @@ def _wire_copy(obj: TypeMeta, model: type[T]) -> T:
 
 
 def _api_error(exc: Exception, what: str) -> ApiError:
-    """The ``ApiError`` an HTTP client would get for ``exc``."""
-    if not isinstance(exc, _ANSWERED):
-        log.error("request failed", request=what, error=repr(exc), exc_info=exc)
-    return ApiError(errors.status_for(exc))
+    """The ``ApiError`` an HTTP client would get for ``exc`` (logged as the routes log
+    it)."""
+    return ApiError(errors.failed_request(exc, request=what, in_process=True))
 
 
 def _selector(selector: SelectorArg) -> Selector:
@@ -226,11 +216,7 @@ class LocalWatch(Generic[T]):
             async def emit(type: str, obj: TypeMeta) -> None:
                 await send.send((type, obj))
 
-            try:
-                await watcher.run(emit)
-            except Exception as exc:  # as the HTTP stream does: the last event says it
-                log.error("watch failed", error=repr(exc), exc_info=exc)
-                await emit(ERROR, errors.status_for(exc))
+            await watcher.run(emit)
 
     async def __aexit__(
         self,

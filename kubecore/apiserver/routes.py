@@ -24,7 +24,6 @@ from kubecore.api import (
     MAX_INPUT_BYTES,
     Binding,
     InvalidObject,
-    InvalidSelector,
     Selector,
     TypeMeta,
     decode_value,
@@ -35,10 +34,6 @@ from kubecore.apiserver import errors
 from kubecore.apiserver.registry import Registry
 from kubecore.apiserver.resources import RESOURCES, Resource
 from kubecore.apiserver.watch import WatchResponse
-from kubecore.log import get_logger
-from kubecore.store import StoreUnavailable
-
-log = get_logger("kubecore.apiserver")
 
 # Revisions are signed 64-bit integers in etcd and SQLite alike.
 MAX_RESOURCE_VERSION = 2**63 - 1
@@ -60,15 +55,9 @@ def api_handler(handler: Handler) -> Handler:
             return await handler(request)
         except HTTPException:
             raise
-        except (errors.StatusError, InvalidObject, InvalidSelector, StoreUnavailable) as exc:
-            status = errors.status_for(exc)
-            if status.code >= 500:
-                log.warning("request failed", method=request.method, path=request.url.path,
-                            error=status.message)
-        except Exception as exc:  # a failing store included: worth a traceback in the log
-            log.error("request failed", method=request.method, path=request.url.path,
-                      error=repr(exc), exc_info=exc)
-            status = errors.status_for(exc)
+        except Exception as exc:
+            status = errors.failed_request(exc, method=request.method,
+                                           path=request.url.path)
         return json_response(status, status.code or 500)
 
     return run

@@ -77,8 +77,9 @@ class Watcher:
         return None
 
     async def run(self, emit: Emit) -> None:
-        """Send every event to ``emit`` until the stream ends (an ERROR event) or the
-        caller is cancelled."""
+        """Send every event to ``emit`` until the stream ends (an ERROR event: any
+        failure, logged when unexpected, ends the stream with one) or the caller is
+        cancelled."""
         store = self.registry.store
         prefix = self.strategy.resource.prefix(
             self.namespace if self.strategy.resource.namespaced else None)
@@ -102,6 +103,10 @@ class Watcher:
                 f"{exc.compact_revision + 1}); list again and watch from its resourceVersion"
             ).to_status())
         except StoreError as exc:  # unavailable (503) or failing (500): the caller retries
+            await emit(ERROR, errors.status_for(exc))
+        except Exception as exc:
+            # The stream has begun: the error can only be its last event.
+            log.error("watch failed", error=repr(exc), exc_info=exc)
             await emit(ERROR, errors.status_for(exc))
 
 
@@ -142,11 +147,6 @@ class WatchResponse:
                 await send({"type": "http.response.body", "body": event_line(type, obj),
                             "more_body": True})
 
-            try:
-                await self.watcher.run(emit)
-            except Exception as exc:
-                # The 200 is already sent: the error can only be an event of the stream.
-                log.error("watch failed", error=repr(exc), exc_info=exc)
-                await emit(ERROR, errors.status_for(exc))
+            await self.watcher.run(emit)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             nursery.cancel_scope.cancel()

@@ -104,6 +104,16 @@ async def test_failures_are_api_errors_with_the_status_http_would_carry(
         await client.get(Pod, "a")
     assert (unexpected.value.code, unexpected.value.reason) == (500, "InternalError")
     monkeypatch.undo()
+
+    def broken_decorate(obj: object) -> object:
+        raise RuntimeError("a bug in a watch")
+
+    monkeypatch.setattr(api.registry.strategies["pods"], "decorate_one", broken_decorate)
+    async with client.watch(Pod, 0) as failing:
+        with pytest.raises(ApiError) as bug, trio.fail_after(TIMEOUT):
+            await anext(failing)
+    assert (bug.value.code, bug.value.reason) == (500, "InternalError")
+    monkeypatch.undo()
     with pytest.raises(ApiError) as refused:
         async with client.watch(Pod, 0, labels="not a selector"):
             pass
