@@ -9,6 +9,9 @@
   so ``command: [sleep, 10]`` works.
 - A JSON ``null`` for a field that Go held by value (a string, a list, a nested struct)
   means that field's zero value, as in Go; fields Go held by pointer keep ``None``.
+  ``model_validate`` and ``model_validate_json`` replace such nulls before validating
+  (JSON text without ``null`` skips that step), so the validators themselves run in
+  pydantic's core without a call into Python per struct or per string.
 - The scalar types :data:`Str`, :data:`Int`, :data:`UInt64`, :data:`IntOrString` and
   :data:`Time` (an RFC 3339 timestamp, ``null`` when unset).
 - :class:`TypeMeta`: the fields flattened into every top-level object.
@@ -20,23 +23,25 @@ encoding returns the fields a person wrote, and defaults are applied only by
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import types
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from functools import cache
-from typing import Annotated, Any, ClassVar
+from functools import cache, partial
+from typing import Annotated, Any, ClassVar, Self, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     PlainSerializer,
     PlainValidator,
-    model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError, PydanticUndefined
+from pydantic_core import PydanticCustomError, PydanticUndefined, core_schema
 
 # snake_case attribute -> JSON name, where plain camel-casing is not what v1beta1 uses.
 JSON_NAME_EXCEPTIONS: dict[str, str] = {
@@ -53,17 +58,33 @@ def json_name(attribute: str) -> str:
     return JSON_NAME_EXCEPTIONS.get(attribute) or to_camel(attribute)
 
 
-def _text_from_scalar(value: Any) -> Any:
-    """A string field's value: null is "" (Go's zero value), numbers become their text."""
+def _text_from_scalar(value: Any) -> str:
+    """A string field's value when the input is not a string: null is "" (Go's zero
+    value), numbers become their text; anything else is not a string."""
     if value is None:
         return ""
-    if isinstance(value, bool):
-        return value  # rejected by the strict check: "true" and "yes" are ambiguous
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):  # "true" is ambiguous
         return str(value)
     if isinstance(value, float) and math.isfinite(value):
         return repr(value)
-    return value
+    raise PydanticCustomError("string_type", "Input should be a valid string")
+
+
+class _StrSchema:
+    """``Str``'s validation: a string is taken as it is by pydantic's core, and only
+    other input (a number, null) goes to :func:`_text_from_scalar`."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.union_schema(
+            [core_schema.str_schema(strict=True),
+             core_schema.no_info_plain_validator_function(_text_from_scalar)],
+            mode="left_to_right",
+            custom_error_type="string_type",
+            serialization=core_schema.to_string_ser_schema(),
+        )
 
 
 def _int_or_string(value: Any) -> int | str:
@@ -141,7 +162,7 @@ def format_time(value: datetime | None) -> str | None:
     return f"{text}{sign}{hours:02d}:{mins:02d}"
 
 
-Str = Annotated[str, BeforeValidator(_text_from_scalar)]
+Str = Annotated[str, _StrSchema]
 """A JSON string; numbers become their text and null becomes ""."""
 
 Int = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
@@ -193,6 +214,72 @@ def _admits_none(annotation: Any) -> bool:
     return annotation is type(None) or any(arg is type(None) for arg in args)
 
 
+Fixer = Callable[[Any], Any]
+
+
+def _nested_fixer(annotation: Any) -> Fixer | None:
+    """How to replace the nulls inside a value of type ``annotation`` (a struct, a list
+    or mapping of structs, an optional struct); ``None`` when it holds no struct."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, WireModel):
+        return partial(nulls_to_zero, annotation)
+    if origin is Annotated:
+        return _nested_fixer(args[0])
+    if origin is list and args and (inner := _nested_fixer(args[0])) is not None:
+        item = inner
+        return lambda value: [item(v) for v in value] if isinstance(value, list) else value
+    if origin is dict and len(args) == 2 and (inner := _nested_fixer(args[1])) is not None:
+        entry = inner
+        return lambda value: ({k: entry(v) for k, v in value.items()}
+                              if isinstance(value, dict) else value)
+    if origin in (Union, types.UnionType):
+        fixers = [f for arg in args if (f := _nested_fixer(arg)) is not None]
+        return fixers[0] if len(fixers) == 1 else None
+    return None
+
+
+@cache
+def _null_plan(cls: type[WireModel]) -> dict[str, tuple[Callable[[], Any] | None, Fixer | None]]:
+    """Input key (JSON name and attribute name) -> (what a null becomes, ``None`` for
+    "stays null"; how to fix a nested value), for the fields that need either."""
+    zeros = _zero_values(cls)
+    plan: dict[str, tuple[Callable[[], Any] | None, Fixer | None]] = {}
+    for name, info in cls.model_fields.items():
+        entry = (zeros.get(name), _nested_fixer(info.annotation))
+        if entry != (None, None):
+            plan[name] = plan[json_name(name)] = entry
+    return plan
+
+
+def nulls_to_zero(cls: type[WireModel], data: Any) -> Any:
+    """``data`` (plain JSON-like input for ``cls``) with every null that Go would read
+    as a zero value replaced by it, at any depth; ``data`` itself when it has none
+    (it is never changed in place)."""
+    if not isinstance(data, dict):
+        return data
+    plan = _null_plan(cls)
+    fixed: dict[Any, Any] | None = None
+    for key, value in data.items():
+        entry = plan.get(key)
+        if entry is None:
+            continue
+        zero, fixer = entry
+        if value is None:
+            if zero is None:
+                continue
+            new = zero()
+        elif fixer is not None:
+            new = fixer(value)
+            if new is value or new == value:
+                continue
+        else:
+            continue
+        if fixed is None:
+            fixed = dict(data)
+        fixed[key] = new
+    return data if fixed is None else fixed
+
+
 class WireModel(BaseModel):
     """Base of every v1beta1 struct (see the module docstring for the conventions)."""
 
@@ -203,19 +290,31 @@ class WireModel(BaseModel):
         extra="ignore",
     )
 
-    @model_validator(mode="before")
     @classmethod
-    def _null_is_zero(cls, data: Any) -> Any:
-        # Go leaves a by-value field at its zero value on JSON null.
-        # ``None in values()`` is the same test as ``any(v is None ...)`` on decoded
-        # JSON, without a Python-level loop: this runs for every struct decoded.
-        if isinstance(data, dict) and None in data.values():
-            zeros = _zero_values(cls)
-            data = {
-                key: zeros[key]() if value is None and key in zeros else value
-                for key, value in data.items()
-            }
-        return data
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        """Validate plain data; a null Go held by value is its zero value (as Go
+        decodes it)."""
+        return super().model_validate(nulls_to_zero(cls, obj), **kwargs)
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        """Validate JSON text; a null Go held by value is its zero value. Text without
+        ``null`` is validated in pydantic's core alone."""
+        raw = json_data.encode() if isinstance(json_data, str) else bytes(json_data)
+        if b"null" in raw:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                pass  # pydantic reports undecodable JSON as its own error
+            else:
+                return cls.model_validate(data, **kwargs)
+        return super().model_validate_json(json_data, **kwargs)
+
+    @classmethod
+    def model_validate_null_free(cls, obj: Any, **kwargs: Any) -> Self:
+        """:meth:`model_validate` for data known to hold no null (decoded from JSON
+        text without ``null``): no search for nulls."""
+        return super().model_validate(obj, **kwargs)
 
     def _set_quietly(self, attribute: str, value: Any) -> None:
         """Set an attribute without marking it as given, so encoding leaves it out.

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from kubecore.api import (
     KINDS,
@@ -190,6 +191,31 @@ def test_null_means_go_zero_value() -> None:
     assert pod.desired_state.manifest.volumes == []
     # a pointer field keeps null as None, and encodes it back as null
     assert to_dict(decode('{"kind":"Status","details":null}'))["details"] is None
+
+
+NULLS = ('{"kind":"Pod","id":"null","labels":null,"uid":null,"desiredState":{"manifest":'
+         '{"containers":[{"name":"c","env":[{"name":"A","value":null}],"ports":null,'
+         '"memory":null}],"restartPolicy":null},"info":{"c":{"state":null,'
+         '"restartCount":null,"image":"x"}}},"currentState":null}')
+
+
+def test_null_is_the_zero_value_from_json_text_and_from_plain_data_alike() -> None:
+    data = json.loads(NULLS)
+    from_text = Pod.model_validate_json(NULLS)
+    assert from_text == Pod.model_validate(data)
+    assert from_text.id == "null" and from_text.uid == "" and from_text.labels == {}
+    container = from_text.desired_state.manifest.containers[0]
+    assert (container.env[0].value, container.ports, container.memory) == ("", [], 0)
+    status = from_text.desired_state.info["c"]
+    assert status.restart_count == 0 and status.image == "x"
+    assert status.state.running is None  # a pointer inside a zero struct stays None
+    assert data == json.loads(NULLS)  # the plain data was not changed in place
+    # Text without a null takes pydantic's path alone, with the same rules for numbers.
+    assert Pod.model_validate_json('{"id":5,"labels":{"a":1.5}}').labels == {"a": "1.5"}
+    with pytest.raises(ValidationError, match="string"):
+        Pod.model_validate_json('{"id":true}')
+    with pytest.raises(ValidationError, match=r"(?i)json"):  # not a JSONDecodeError
+        Pod.model_validate_json('{"id":null')
 
 
 def test_numbers_in_string_fields_become_text() -> None:
