@@ -239,11 +239,12 @@ class Scheduler:
         names = self._names if feasible is candidates else [node.name for node in feasible]
         if self._kept_scores and self._changed:
             self._refresh_kept_scores(pod)
-        scores = dict.fromkeys(names, 0)
+        only = len(self.priorities) == 1 and feasible is candidates
+        scores = {} if only and self._kept_scores else dict.fromkeys(names, 0)
         for priority_name, priority in self.priorities.items():
             kept = self._kept_scores.get(priority_name)
             if kept is not None:
-                if len(self.priorities) == 1 and feasible is candidates:
+                if only:
                     scores = dict(kept)  # a whole number for every minion, no more
                 else:
                     for host in names:
