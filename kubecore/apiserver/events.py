@@ -19,7 +19,8 @@ def _event_causes(event: Event) -> list[Cause]:
 
 class EventStrategy(Strategy):
     """An empty id becomes a new UUID and an empty ``timestamp`` the creation time.
-    Events are not expired (v0.5 kept them 48 hours through an etcd TTL)."""
+    Events are deleted ``apiserver.event_ttl`` after their creation (see
+    :mod:`kubecore.apiserver.expiry`)."""
 
     resource = EVENTS
 

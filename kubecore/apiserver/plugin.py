@@ -8,6 +8,7 @@ from pathlib import Path
 import trio
 from pydantic import Field, field_validator, model_validator
 
+from kubecore.apiserver.expiry import DEFAULT_EVENT_TTL
 from kubecore.apiserver.keys import DEFAULT_HOST_KEY, check_host_key_template
 from kubecore.apiserver.portals import DEFAULT_PORTAL_NET, parse_portal_net
 from kubecore.config import ConfigSection, SectionModel
@@ -35,6 +36,11 @@ class ApiserverConfig(SectionModel):
         default=None,
         description="bearer tokens, one per line; when set every request but /healthz "
         "needs one",
+    )
+    event_ttl: float = Field(
+        default=DEFAULT_EVENT_TTL, ge=0,
+        description="seconds an event is kept after its creation (v0.5: 48 h); "
+        "0 keeps events forever",
     )
     in_process_clients: bool = Field(
         default=True,
@@ -103,6 +109,10 @@ def kubecore_components(ctx: Context) -> list[Component]:
         )
         async with trio.open_nursery() as nursery:
             url: str = await nursery.start(serve)
+            if cfg.event_ttl > 0:
+                from kubecore.apiserver.expiry import run_event_expiry
+
+                nursery.start_soon(run_event_expiry, registry, cfg.event_ttl)
             # Components started after this one in the same process talk to it.
             ctx.extras["apiserver_url"] = url
             if cfg.in_process_clients:
