@@ -31,7 +31,7 @@ import json
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 import trio
 
@@ -137,19 +137,19 @@ class LocalClient:
 
     async def create(self, obj: T, *, namespace: str | None = None) -> T:
         """Create ``obj`` (its resource follows from its type); returns it as stored."""
-        model = type(obj)
-        name = resource_name(model)
-        created = await self._call(f"create {name}", lambda: self.registry.create(
-            name, self._body(obj), namespace=namespace or None, owned=True))
-        return cast(T, created)
+        return await self._write("create", obj, namespace)
 
     async def update(self, obj: T, *, namespace: str | None = None) -> T:
         """Replace ``obj`` at its ``resource_version`` (409 ApiError when stale)."""
-        model = type(obj)
-        name = resource_name(model)
-        updated = await self._call(f"update {name}/{obj.id}", lambda: self.registry.update(
+        return await self._write("update", obj, namespace)
+
+    async def _write(self, verb: Literal["create", "update"], obj: T,
+                     namespace: str | None) -> T:
+        name = resource_name(type(obj))
+        write = self.registry.create if verb == "create" else self.registry.update
+        written = await self._call(f"{verb} {name}/{obj.id}", lambda: write(
             name, self._body(obj), namespace=namespace or None, owned=True))
-        return cast(T, updated)
+        return cast(T, written)
 
     async def delete(self, model: type[TypeMeta], id: str, *,
                      namespace: str | None = None) -> Status:
