@@ -30,6 +30,7 @@ import types
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache, partial
+from operator import is_not
 from typing import Annotated, Any, ClassVar, Self, Union, get_args, get_origin
 
 from pydantic import (
@@ -226,16 +227,29 @@ def _nested_fixer(annotation: Any) -> Fixer | None:
     if origin is Annotated:
         return _nested_fixer(args[0])
     if origin is list and args and (inner := _nested_fixer(args[0])) is not None:
-        item = inner
-        return lambda value: [item(v) for v in value] if isinstance(value, list) else value
+        return partial(_fix_items, inner)
     if origin is dict and len(args) == 2 and (inner := _nested_fixer(args[1])) is not None:
-        entry = inner
-        return lambda value: ({k: entry(v) for k, v in value.items()}
-                              if isinstance(value, dict) else value)
+        return partial(_fix_values, inner)
     if origin in (Union, types.UnionType):
         fixers = [f for arg in args if (f := _nested_fixer(arg)) is not None]
         return fixers[0] if len(fixers) == 1 else None
     return None
+
+
+def _fix_items(fix: Fixer, value: Any) -> Any:
+    """A list with each item fixed; ``value`` itself when no item changed."""
+    if not isinstance(value, list):
+        return value
+    fixed = [fix(item) for item in value]
+    return fixed if any(map(is_not, fixed, value)) else value
+
+
+def _fix_values(fix: Fixer, value: Any) -> Any:
+    """A mapping with each value fixed; ``value`` itself when no value changed."""
+    if not isinstance(value, dict):
+        return value
+    fixed = {key: fix(item) for key, item in value.items()}
+    return fixed if any(map(is_not, fixed.values(), value.values())) else value
 
 
 @cache
@@ -270,7 +284,7 @@ def nulls_to_zero(cls: type[WireModel], data: Any) -> Any:
             new = zero()
         elif fixer is not None:
             new = fixer(value)
-            if new is value or new == value:
+            if new is value:  # every fixer hands back what had nothing to fix
                 continue
         else:
             continue
