@@ -83,10 +83,7 @@ def test_components_reach_the_apiserver_of_their_process(tmp_path: Path,
             client.create(decode_value({"kind": "Minion", "id": "node-a",
                                         "hostIP": "127.0.0.1"}, kind=Minion))
             client.create(decode_value(pod(), kind=Pod))
-            deadline = time.monotonic() + 30
-            while not client.get(Pod, "web-1").desired_state.host:
-                assert time.monotonic() < deadline, "the scheduler did not bind the pod"
-                time.sleep(0.05)
+            assert proc.wait_event("pod scheduled", pod="web-1", timeout=30)["host"] == "node-a"
             assert client.get(Pod, "web-1").desired_state.host == "node-a"
         assert proc.stop() == 0
     assert "Traceback" not in proc.output
