@@ -76,6 +76,12 @@ class KernelConfig(SectionModel):
     shutdown_grace: float = Field(
         default=10.0, ge=0, description="seconds each component gets to stop on SIGTERM"
     )
+    gc_threshold: int = Field(
+        default=50_000, ge=0,
+        description="allocations between the interpreter's young garbage collections in"
+        " `kubecore run`; 0 = Python's own (700), which makes decoding many API objects"
+        " several times slower",
+    )
 
 
 KERNEL_SECTION = ConfigSection("kubecore", KernelConfig, "the kernel")

@@ -23,5 +23,6 @@ def run(**options: Any) -> None:
     raw = raw_config(**options)
     kernel_cfg = kernel.kernel_config(raw)
     log.configure(kernel_cfg.log_format, kernel_cfg.log_level)
+    kernel.tune_gc(kernel_cfg.gc_threshold)
     ctx = kernel.prepare(raw)
     trio.run(kernel.serve, ctx)

@@ -31,6 +31,18 @@ def test_run_serves_and_stops_cleanly(tmp_path: Path, sig: int) -> None:
     assert "Traceback" not in proc.output
 
 
+@pytest.mark.parametrize(("extra", "young"), [([], 50_000),
+                                             (["--set", "kubecore.gc_threshold=0"], 700),
+                                             (["--set", "kubecore.gc_threshold=1234"], 1234)])
+def test_run_sets_the_garbage_collection_threshold(
+    tmp_path: Path, extra: list[str], young: int
+) -> None:
+    with KubecoreProcess(master_args(tmp_path, *extra)) as proc:
+        assert proc.wait_event("starting")["gc_threshold"] == young
+        proc.wait_event("kubecore is up")
+        assert proc.stop() == 0
+
+
 def test_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 from pathlib import Path
@@ -132,3 +133,14 @@ def test_two_plugins_declaring_one_section_is_an_error(tmp_path: Path) -> None:
 
     with pytest.raises(PluginError, match=r"\[same\] is declared by both"):
         make_context(tmp_path, Section(), Section())
+
+
+def test_tune_gc_sets_the_young_threshold_and_zero_restores_pythons() -> None:
+    before = gc.get_threshold()
+    try:
+        kernel.tune_gc(12_345)
+        assert gc.get_threshold() == (12_345, *kernel.PYTHON_GC_THRESHOLD[1:])
+        kernel.tune_gc(0)
+        assert gc.get_threshold() == kernel.PYTHON_GC_THRESHOLD
+    finally:
+        gc.set_threshold(*before)
