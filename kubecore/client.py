@@ -167,7 +167,12 @@ class ApiWatch(Protocol[T]):
 class ApiClient(Protocol):
     """The apiserver as components see it: :class:`AsyncClient` over HTTP, or
     :class:`~kubecore.apiserver.local.LocalClient` inside the apiserver's own process.
-    Both answer the same objects and raise the same errors."""
+    Both answer the same objects and raise the same errors.
+
+    Objects from :meth:`list` and :meth:`watch` are read-only: in-process they are shared
+    with every other reader of the same stored value. To change one, change a copy
+    (``model_copy(update=...)``, or ``model_copy(deep=True)`` for nested parts). What
+    :meth:`get`, :meth:`create` and :meth:`update` answer is the caller's own."""
 
     base_url: str
     in_process: bool

@@ -13,10 +13,14 @@ scheduler in the master's process that was most of the cost of a binding.
 - the same errors: what the routes answer as a ``Status`` is raised as
   :class:`~kubecore.client.ApiError` carrying that ``Status`` (an unexpected failure is
   logged and becomes a 500, as over HTTP; it never ends the caller's loop by itself);
-- objects of their own, so callers may change what they receive: reads, lists and writes
-  answer the registry's fresh decodes of the stored values; a watch event, whose object
-  the registry decodes once for every watch, is decoded again from its JSON for each
-  reader (as an HTTP client would);
+- the same objects, but shared: lists and watch events hand out the registry's
+  :meth:`~kubecore.apiserver.registry.Registry.view` of each stored value, one decoded object that
+  every in-process reader (and every watch) of that value gets, as client-go's shared
+  informers do. The :class:`~kubecore.client.ApiClient` contract already says objects
+  from a list or watch are read-only; here that is what makes a change cost one decode
+  in the process, not one per reader (with four pod watches in a master, those copies
+  cost more than the binding that caused them). Reads and writes answer objects of the
+  caller's own;
 - watches need ``async with``: entering starts the registry's watch in a task of its own
   (its events wait in a bounded buffer, so a slow reader slows only its own watch);
   leaving stops it. An ERROR event raises ``ApiError`` (410 Gone: list again).
@@ -67,11 +71,6 @@ R = TypeVar("R")
 WATCH_BUFFER = 1024
 
 
-def _wire_copy(obj: TypeMeta, model: type[T]) -> T:
-    """``obj`` as an HTTP client would decode it: its JSON, decoded as ``model``."""
-    return model.model_validate_json(encode_json(obj))
-
-
 def _api_error(exc: Exception, what: str) -> ApiError:
     """The ``ApiError`` an HTTP client would get for ``exc`` (logged as the routes log
     it)."""
@@ -119,10 +118,11 @@ class LocalClient:
 
         async def call() -> Any:
             return await self.registry.list(name, namespace=namespace or None,
-                                            labels=_selector(labels), fields=_selector(fields))
+                                            labels=_selector(labels), fields=_selector(fields),
+                                            shared=True)
 
         listed = await self._call(f"list {name}", call)
-        return ObjectList(list(listed.items), listed.resource_version)
+        return ObjectList(cast(list[T], listed.items), listed.resource_version)
 
     async def get(self, model: type[T], id: str, *, namespace: str | None = None) -> T:
         name = resource_name(model)
@@ -186,10 +186,10 @@ class LocalClient:
 
 
 class LocalWatch(Generic[T]):
-    """An open local watch (see the module docstring)."""
+    """An open local watch (see the module docstring); ``model`` types its events (the
+    registry's objects of that resource, shared)."""
 
     def __init__(self, model: type[T], open_watch: Callable[[], Watcher], what: str) -> None:
-        self._model = model
         self._open_watch = open_watch
         self._what = what
         self._manager: AbstractAsyncContextManager[trio.Nursery] | None = None
@@ -246,8 +246,8 @@ class LocalWatch(Generic[T]):
             raise StopAsyncIteration from None
         if type == ERROR:
             await self.aclose()  # an ERROR event is the stream's last
-            raise ApiError(_wire_copy(obj, Status))
-        return WatchEvent(cast(WatchType, type), _wire_copy(obj, self._model))
+            raise ApiError(cast(Status, obj))
+        return WatchEvent(cast(WatchType, type), cast(T, obj))
 
     async def aclose(self) -> None:
         """Stop the watch; further iteration ends at once. Idempotent. (Its task is

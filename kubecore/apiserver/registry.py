@@ -11,6 +11,9 @@ Contract:
 - Updates are compare-and-swap on the body's ``resourceVersion``: missing or 0 on an
   existing object, or stale, is a 409 Conflict; an update of a missing object is a 404.
   Endpoints are upserts (no resourceVersion needed).
+- :meth:`Registry.view` hands out shared objects (watch events, in-process lists): one
+  decoded, decorated object per stored value while anyone holds it. Their readers must
+  not change them.
 - Errors are raised as :class:`~kubecore.apiserver.errors.StatusError` or
   :class:`~kubecore.api.InvalidObject`; a store that cannot be reached raises
   :class:`~kubecore.store.StoreUnavailable` (the HTTP layer answers 503).
@@ -18,6 +21,7 @@ Contract:
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -86,6 +90,8 @@ class Registry:
         self.strategies: dict[str, Strategy] = {s.resource.name: s for s in strategies}
         self._shared: OrderedDict[tuple[str, str, int], tuple[bytes, TypeMeta | None]] = (
             OrderedDict())
+        self._views: weakref.WeakValueDictionary[tuple[str, str, int, bytes], TypeMeta] = (
+            weakref.WeakValueDictionary())
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -125,6 +131,21 @@ class Registry:
         self._shared[index] = (kv.value, obj)
         if len(self._shared) > SHARED_READS:
             self._shared.popitem(last=False)
+        return obj
+
+    def view(self, strategy: Strategy, kv: KeyValue) -> TypeMeta | None:
+        """``kv`` as a watch event or an in-process list hands it out: read and
+        decorated (``decorate_one``), ``None`` if undecodable. One object per stored value
+        for as long as anyone holds it, so every watch and in-process reader of a change
+        shares one decode. Shared: never change it."""
+        index = (strategy.resource.name, kv.key, kv.mod_revision, kv.value)
+        obj = self._views.get(index)
+        if obj is None:
+            raw = self.read_shared(strategy.resource, kv)
+            if raw is None:
+                return None
+            obj = strategy.decorate_one(raw)
+            self._views[index] = obj
         return obj
 
     def _read_or_fail(self, resource: Resource, kv: KeyValue) -> TypeMeta:
@@ -209,13 +230,27 @@ class Registry:
         namespace: str | None = None,
         labels: Selector | None = None,
         fields: Selector | None = None,
+        shared: bool = False,
     ) -> TypeMeta:
-        """The list object (``PodList``...) of the objects matching the selectors."""
+        """The list object (``PodList``...) of the objects matching the selectors.
+
+        ``shared``: the items may be :meth:`view` objects, shared with other readers in
+        this process (which must not change them); otherwise they are the caller's own.
+        """
         strategy = self.strategy(name)
         resource = strategy.resource
         matches = self._matcher(strategy, labels, fields)
-        objs, revision = await self.list_raw(name, namespace)
-        items = await strategy.decorate([obj for obj in objs if matches(obj)])
+        items: list[TypeMeta]
+        if shared and strategy.decorates_each:
+            kvs, revision = await self.store.list(resource.prefix(namespace))
+            views = (self.view(strategy, kv) for kv in kvs)
+            items = [obj for obj in views if obj is not None and matches(obj)]
+            if namespace is not None and resource.namespaced and not resource.namespace_in_key:
+                items = [obj for obj in items
+                         if (obj.namespace or DEFAULT_NAMESPACE) == namespace]
+        else:
+            objs, revision = await self.list_raw(name, namespace)
+            items = await strategy.decorate([obj for obj in objs if matches(obj)])
         values: dict[str, Any] = {
             "kind": resource.list_model.KIND,
             "api_version": API_VERSION,

@@ -113,8 +113,16 @@ class Strategy:
         return [self.decorate_one(obj) for obj in objs]
 
     def decorate_one(self, obj: TypeMeta) -> TypeMeta:
-        """The cheap, per-object part of :meth:`decorate`; also used for watch events."""
+        """The cheap, per-object part of :meth:`decorate`; also used for watch events.
+        Returns a new object or ``obj`` itself, never changes ``obj``, and leaves what
+        :meth:`labels` and :meth:`fields` read as it was (selectors may test either)."""
         return obj
+
+    @property
+    def decorates_each(self) -> bool:
+        """Whether :meth:`decorate` is :meth:`decorate_one` on each object (so a list
+        may be answered with shared :meth:`Registry.view` objects)."""
+        return type(self).decorate is Strategy.decorate
 
 
 def keep_identity(old: TypeMeta, new: TypeMeta) -> None:

@@ -40,7 +40,9 @@ DELETED = "DELETED"
 ERROR = "ERROR"
 
 Emit = Callable[[str, TypeMeta], Awaitable[None]]
-"""Receives each event: its type and its object (a ``Status`` for ERROR)."""
+"""Receives each event: its type and its object (a ``Status`` for ERROR). The object
+may be shared with other watches (:meth:`~kubecore.apiserver.registry.Registry.view`):
+never change it."""
 
 
 @dataclass
@@ -62,12 +64,12 @@ class Watcher:
         return (obj.namespace or DEFAULT_NAMESPACE) == self.namespace
 
     def _translate(self, change: WatchEvent) -> tuple[str, TypeMeta] | None:
-        resource = self.strategy.resource
-        # Shared decodes: every watch of this resource reads the same change.
-        current = self.registry.read_shared(resource, change.kv)
+        # Shared views: every watch of this resource reads the same change, and hands
+        # out one object for it (decorated once, never changed).
+        current = self.registry.view(self.strategy, change.kv)
         if change.type is EventType.DELETE:
             return (DELETED, current) if current is not None and self._visible(current) else None
-        previous = self.registry.read_shared(resource, change.prev) if change.prev else None
+        previous = self.registry.view(self.strategy, change.prev) if change.prev else None
         now_visible, was_visible = self._visible(current), self._visible(previous)
         if now_visible and current is not None:
             return (MODIFIED if was_visible else ADDED), current
@@ -83,20 +85,19 @@ class Watcher:
         store = self.registry.store
         prefix = self.strategy.resource.prefix(
             self.namespace if self.strategy.resource.namespaced else None)
-        decorate = self.strategy.decorate_one
         try:
             start = self.resource_version
             if start == 0:
                 kvs, start = await store.list(prefix)
                 for kv in kvs:
-                    obj = self.registry.read(self.strategy.resource, kv)
+                    obj = self.registry.view(self.strategy, kv)
                     if obj is not None and self._visible(obj):
-                        await emit(ADDED, decorate(obj))
+                        await emit(ADDED, obj)
             async with store.watch(prefix, start) as changes:
                 async for change in changes:
                     event = self._translate(change)
                     if event is not None:
-                        await emit(event[0], decorate(event[1]))
+                        await emit(*event)
         except Compacted as exc:
             await emit(ERROR, errors.gone(
                 f"too old resource version: {exc.requested} (the oldest kept is "

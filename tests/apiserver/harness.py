@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 
+from kubecore.api import encode_json
 from kubecore.apiserver.registry import Registry
-from kubecore.store import Store
+from kubecore.store import KeyValue, Store
 
 TIMEOUT = 10.0
 """Seconds any single wait in these tests may take before it fails."""
@@ -42,3 +43,15 @@ class Api:
         assert body["kind"] == "Status" and body["status"] == "Failure"
         assert body["code"] == code
         return body
+
+
+def changed_views(registry: Registry) -> list[str]:
+    """Keys whose shared object (``Registry.view``) no longer encodes as its stored value
+    does: an in-process reader changed an object it must treat as read-only."""
+    changed = []
+    for (name, key, revision, value), obj in list(registry._views.items()):
+        strategy = registry.strategy(name)
+        fresh = registry.read(strategy.resource, KeyValue(key, value, 0, revision))
+        if fresh is None or encode_json(strategy.decorate_one(fresh)) != encode_json(obj):
+            changed.append(key)
+    return changed

@@ -5,18 +5,20 @@ on both clients in test_client.py."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
 
-from kubecore.api import Pod, decode_value
+from kubecore.api import Pod, decode_value, encode_json
 from kubecore.apiserver.local import LocalClient
 from kubecore.client import ApiError, AsyncClient, ClientError
 from kubecore.config import KernelConfig, Settings
 from kubecore.context import Context
-from tests.apiserver.harness import TIMEOUT, Api
+from tests.apiserver.harness import TIMEOUT, Api, changed_views
 from tests.apiserver.objects import pod
 
 
@@ -29,30 +31,56 @@ async def client(api: Api) -> LocalClient:
     return LocalClient(api.registry, api.url)
 
 
-async def test_objects_handed_out_are_the_callers_own(api: Api, client: LocalClient) -> None:
+async def test_writes_and_gets_answer_the_callers_own_objects(
+    api: Api, client: LocalClient
+) -> None:
     mine = a_pod("a")
     created = await client.create(mine)
     mine.labels["app"] = "changed after create"
     created.labels["app"] = "changed too"
+    got = await client.get(Pod, "a")
+    assert got.labels == {"app": "web"}
+    got.labels.clear()
+    assert (await client.get(Pod, "a")).labels == {"app": "web"}
+    updated = await client.update((await client.get(Pod, "a")).model_copy(
+        update={"labels": {"app": "v2"}}))
+    updated.labels.clear()
+    assert (await client.get(Pod, "a")).labels == {"app": "v2"}
+
+
+async def test_lists_and_watch_events_share_one_object_per_stored_value(
+    api: Api, client: LocalClient
+) -> None:
+    await client.create(a_pod("a"))
     async with client.watch(Pod, 0) as first, client.watch(Pod, 0) as second:
         with trio.fail_after(TIMEOUT):
             one, two = await anext(first), await anext(second)
-        # The registry decodes a change once for every watch: each reader gets a copy.
-        assert one.object is not two.object
-        one.object.labels["app"] = "scribbled"
-        one.object.desired_state.manifest.containers[0].image = "scribbled"
-        assert two.object.labels == {"app": "web"}
-        assert two.object.desired_state.manifest.containers[0].image == "nginx"
+        # One decode for every watch and list of the value: the contract makes them
+        # read-only, and sharing is what makes that worth having.
+        assert one.object is two.object
+        assert (await client.list(Pod)).items[0] is one.object
         await client.bind("a", "node-a")
         with trio.fail_after(TIMEOUT):
             one, two = await anext(first), await anext(second)
-        one.object.desired_state.host = "scribbled"
-        assert two.object.desired_state.host == "node-a"
-    got = await client.get(Pod, "a")
-    assert got.labels == {"app": "web"} and got.desired_state.host == "node-a"
-    listed = await client.list(Pod)
-    listed.items[0].labels.clear()
-    assert (await client.list(Pod)).items[0].labels == {"app": "web"}
+        assert one.type == two.type == "MODIFIED"
+        assert one.object is two.object
+        assert one.object.desired_state.host == one.object.current_state.host == "node-a"
+        assert (await client.list(Pod, fields="DesiredState.Host=node-a")).items == [one.object]
+    # A reader that changes a shared object changes everyone's: the tests' guard sees it.
+    assert changed_views(api.registry) == []
+    one.object.labels["app"] = "scribbled"
+    assert changed_views(api.registry) == ["/registry/pods/default/a"]
+    one.object.labels["app"] = "web"
+    # Shared only while held: a value nobody holds is not kept.
+    held = weakref.ref(one.object)
+    del one, two
+    gc.collect()
+    assert held() is None
+    # The same objects as over HTTP (JSON for JSON).
+    async with AsyncClient(api.url) as http:
+        over_http = await http.list(Pod)
+    assert [encode_json(p) for p in (await client.list(Pod)).items] == [
+        encode_json(p) for p in over_http.items]
 
 
 async def test_what_happens_in_the_body_of_a_watch_stays_as_it_is(

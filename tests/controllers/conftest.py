@@ -18,6 +18,7 @@ from kubecore.apiserver.registry import Registry
 from kubecore.client import ApiClient, AsyncClient
 from kubecore.http import serve_asgi
 from kubecore.store import Store
+from tests.apiserver.harness import changed_views
 from tests.stores import store_maker
 
 
@@ -42,6 +43,8 @@ async def client(
                            else LocalClient(registry, url))
         async with made:
             yield made
+        # In process, lists and watches hand out shared objects: none may have changed.
+        assert changed_views(registry) == []
     finally:
         await store.aclose()
 

@@ -29,6 +29,7 @@ from kubecore.apiserver.local import LocalClient
 from kubecore.apiserver.registry import Registry
 from kubecore.client import ApiClient, AsyncClient
 from kubecore.http import serve_asgi
+from tests.apiserver.harness import changed_views
 
 TIMEOUT = 10.0
 """Seconds any single wait in these tests may take before it fails."""
@@ -104,5 +105,7 @@ async def cluster(
                              else LocalClient(registry, url))
         async with client:
             yield Cluster(url, client, store)
+        # In process, lists and watches hand out shared objects: none may have changed.
+        assert changed_views(registry) == []
     finally:
         await store.aclose()
