@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any
 
 import structlog
@@ -17,6 +18,28 @@ from kubecore.config import LogFormat, LogLevel
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
+
+
+class _StderrLogger:
+    """Where structlog's rendered lines go: straight to stderr, one write per line (the
+    standard library's logging, which the lines used to pass through, cost more than the
+    rest of a line). ``name`` is read by ``add_logger_name``."""
+
+    _lock = threading.Lock()  # lines from several threads never interleave
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _stderr_logger(name: str = "", *args: Any) -> _StderrLogger:
+    return _StderrLogger(name)
 
 
 def configure(fmt: LogFormat = "console", level: LogLevel = "info") -> None:
@@ -35,13 +58,13 @@ def configure(fmt: LogFormat = "console", level: LogLevel = "info") -> None:
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     structlog.configure(
-        # Filtering first makes a line below the level cost no timestamp or rendering.
-        processors=[structlog.stdlib.filter_by_level, *shared,
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # The filtering logger makes a line below the level a no-op call.
+        processors=[*shared, renderer],
+        logger_factory=_stderr_logger,
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         cache_logger_on_first_use=False,
     )
+    # Libraries log through the standard library: same processors, same stream.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -57,7 +80,7 @@ def configure(fmt: LogFormat = "console", level: LogLevel = "info") -> None:
         logging.getLogger(noisy).setLevel(max(_LEVELS[level], logging.WARNING))
 
 
-def get_logger(name: str, **bound: Any) -> structlog.stdlib.BoundLogger:
+def get_logger(name: str, **bound: Any) -> structlog.typing.FilteringBoundLogger:
     """A logger named after the module or component that logs."""
-    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name, **bound)
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name, **bound)
     return logger
