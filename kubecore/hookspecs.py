@@ -128,7 +128,8 @@ def kubecore_scheduler_select_host(
 ) -> str | None:
     """Pick the host for ``pod`` from the summed ``scores`` of the feasible hosts
     (*firstresult*). The default picks uniformly at random among the lowest scores;
-    ``scores`` is never empty. ``rng`` is the scheduler's seeded generator."""
+    ``scores`` is never empty and is read-only (it may be the scheduler's own table).
+    ``rng`` is the scheduler's seeded generator."""
 
 
 # -- node: services ------------------------------------------------------------------

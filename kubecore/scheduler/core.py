@@ -30,7 +30,7 @@ import heapq
 import math
 import random
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 import trio
@@ -44,6 +44,7 @@ from kubecore.scheduler import (
     NodeInfo,
     PodKey,
     PriorityFunction,
+    ScoreTable,
     applies_to,
     is_node_only,
     pod_key,
@@ -133,8 +134,9 @@ class Scheduler:
         self._names: list[str] = []  # their names
         # The scores of each node-only priority, kept for every minion, and the minions
         # whose node changed since they were computed.
-        self._kept_scores: dict[str, dict[str, int]] = {
-            name: {} for name, priority in self.priorities.items() if is_node_only(priority)}
+        self._kept_scores: dict[str, ScoreTable] = {
+            name: ScoreTable() for name, priority in self.priorities.items()
+            if is_node_only(priority)}
         self._changed: set[str] = set()
         self._pending: dict[PodKey, Pod] = {}
         self._ready: OrderedDict[PodKey, None] = OrderedDict()
@@ -240,12 +242,15 @@ class Scheduler:
         if self._kept_scores and self._changed:
             self._refresh_kept_scores(pod)
         only = len(self.priorities) == 1 and feasible is candidates
-        scores = {} if only and self._kept_scores else dict.fromkeys(names, 0)
+        scores: MutableMapping[str, int] = (
+            {} if only and self._kept_scores else dict.fromkeys(names, 0))
         for priority_name, priority in self.priorities.items():
             kept = self._kept_scores.get(priority_name)
             if kept is not None:
                 if only:
-                    scores = dict(kept)  # a whole number for every minion, no more
+                    # A whole number for every minion, no more: handed over as it is
+                    # (read-only), so selection finds the lowest without a scan.
+                    scores = kept
                 else:
                     for host in names:
                         scores[host] += kept.get(host, 0)

@@ -19,6 +19,7 @@ from kubecore_scheduler_priority import (
 from kubecore.api import GCEPersistentDisk, Pod, Volume, VolumeSource
 from kubecore.scheduler import (
     NodeInfo,
+    ScoreTable,
     parse_capacity,
     parse_cpu_capacity,
     pod_key,
@@ -147,6 +148,26 @@ def test_seeded_choice_ignores_mapping_order() -> None:
     one, two = random.Random(5), random.Random(5)
     assert ([select_lowest(forward, one) for _ in range(20)]
             == [select_lowest(backward, two) for _ in range(20)])
+
+
+def test_a_score_table_selects_as_a_plain_mapping_does() -> None:
+    """Random sets, changes and removals: the table's lowest hosts and seeded choices are
+    those of the same scores in a dict."""
+    ops = random.Random(11)
+    table, plain = ScoreTable(), {}
+    one, two = random.Random(3), random.Random(3)
+    for step in range(3000):
+        host = f"node-{ops.randrange(60)}"
+        if ops.random() < 0.2 and host in plain:
+            del table[host], plain[host]
+        else:
+            table[host] = plain[host] = ops.randrange(8)
+        assert dict(table) == plain
+        if plain:
+            best = min(plain.values())
+            assert list(table.lowest()) == sorted(h for h, v in plain.items() if v == best)
+            assert select_lowest(table, one) == select_lowest(plain, two), step
+    assert len(table) == len(plain) and ScoreTable().lowest() == ()
 
 
 class CountingNode(NodeInfo):
