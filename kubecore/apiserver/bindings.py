@@ -119,6 +119,7 @@ async def _assign(
             continue  # changed meanwhile (a status update, another binding): look again
         except KeyNotFound:
             raise errors.not_found("Pod", pod_id) from None
+        registry.remember(PODS, written, assigned)  # every pod watch reads this change
         return assigned, written.mod_revision
     raise errors.conflict("Pod", pod_id, "too many concurrent writers; retry")
 

@@ -92,6 +92,7 @@ class Registry:
             OrderedDict())
         self._views: weakref.WeakValueDictionary[tuple[str, str, int, bytes], TypeMeta] = (
             weakref.WeakValueDictionary())
+        self._held: dict[tuple[str, str, int, bytes], TypeMeta] = {}  # raw reads of views
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -111,27 +112,45 @@ class Registry:
             log.warning("skipping undecodable stored object", key=kv.key,
                         error=str(exc).splitlines()[0])
             return None
+        return self._stamp(resource, obj, kv.mod_revision)
+
+    @staticmethod
+    def _stamp(resource: Resource, obj: TypeMeta, revision: int) -> TypeMeta:
         return obj.model_copy(update={
             "kind": resource.kind,
             "api_version": API_VERSION,
             "self_link": resource.self_link(obj.id),
-            "resource_version": kv.mod_revision,
+            "resource_version": revision,
         })
 
     def read_shared(self, resource: Resource, kv: KeyValue) -> TypeMeta | None:
-        """:meth:`read`, answered from the recently decoded values when ``kv`` (a key
-        at one revision) was read before. The object may be handed to other callers
-        too: never change it (``model_copy`` with an update makes a changed one)."""
+        """:meth:`read`, answered without decoding when ``kv`` (a key at one revision)
+        was read or written recently, or its :meth:`view` is still held. The object may
+        be handed to other callers too: never change it (``model_copy`` with an update
+        makes a changed one)."""
         index = (resource.name, kv.key, kv.mod_revision)
         cached = self._shared.get(index)
         if cached is not None and cached[0] == kv.value:
             self._shared.move_to_end(index)
             return cached[1]
+        held = self._held.get((*index, kv.value))
+        if held is not None:
+            return held
         obj = self.read(resource, kv)
-        self._shared[index] = (kv.value, obj)
+        self._keep(index, kv.value, obj)
+        return obj
+
+    def _keep(self, index: tuple[str, str, int], value: bytes, obj: TypeMeta | None) -> None:
+        self._shared[index] = (value, obj)
         if len(self._shared) > SHARED_READS:
             self._shared.popitem(last=False)
-        return obj
+
+    def remember(self, resource: Resource, kv: KeyValue, obj: TypeMeta) -> None:
+        """Let :meth:`read_shared` answer ``kv`` with ``obj``, the object whose encoding
+        was just written as ``kv`` (a decode of it would be equal), so the watches of
+        that change need not decode it. ``obj`` must not be changed afterwards."""
+        self._keep((resource.name, kv.key, kv.mod_revision), kv.value,
+                   self._stamp(resource, obj, kv.mod_revision))
 
     def view(self, strategy: Strategy, kv: KeyValue) -> TypeMeta | None:
         """``kv`` as a watch event or an in-process list hands it out: read and
@@ -145,7 +164,13 @@ class Registry:
             if raw is None:
                 return None
             obj = strategy.decorate_one(raw)
+            if obj is raw:
+                obj = raw.model_copy()  # the view alone is held weakly
             self._views[index] = obj
+            # The undecorated object lives as long as its view: a binding reading the
+            # pod the scheduler holds, for one, needs no decode.
+            self._held[index] = raw
+            weakref.finalize(obj, self._held.pop, index, None)
         return obj
 
     def _read_or_fail(self, resource: Resource, kv: KeyValue) -> TypeMeta:

@@ -15,6 +15,7 @@ import trio
 
 from kubecore.api import Pod, decode_value, encode_json
 from kubecore.apiserver.local import LocalClient
+from kubecore.apiserver.resources import PODS
 from kubecore.client import ApiError, AsyncClient, ClientError
 from kubecore.config import KernelConfig, Settings
 from kubecore.context import Context
@@ -177,3 +178,40 @@ async def test_the_context_prefers_the_in_process_client_unless_told_otherwise(
     named.extras.update(ctx.extras)
     remote = named.api_client()
     assert isinstance(remote, AsyncClient) and not remote.in_process
+
+
+async def test_a_binding_and_its_watch_events_decode_no_pod(
+    api: Api, client: LocalClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pod a binding reads is the raw read behind a view someone holds, and the
+    value it writes is the object it encoded: neither is decoded again, and what the
+    registry answers instead equals a fresh decode."""
+    await client.create(a_pod("a"))
+    decoded: list[bytes] = []
+    original = Pod.model_validate_json.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Pod], data: str | bytes, **kwargs: object) -> Pod:
+        decoded.append(bytes(data, "utf-8") if isinstance(data, str) else bytes(data))
+        return original(cls, data, **kwargs)  # type: ignore[no-any-return]
+
+    async with client.watch(Pod, 0) as events:
+        with trio.fail_after(TIMEOUT):
+            held = (await anext(events)).object  # the scheduler holds its pods so
+        monkeypatch.setattr(Pod, "model_validate_json", classmethod(counting))
+        await client.bind("a", "node-a")
+        with trio.fail_after(TIMEOUT):
+            event = await anext(events)
+        monkeypatch.undo()
+    assert decoded == []
+    assert event.type == "MODIFIED" and event.object.desired_state.host == "node-a"
+    kv = await api.store.get("/registry/pods/default/a")
+    assert kv is not None
+    remembered, fresh = api.registry.read_shared(PODS, kv), api.registry.read(PODS, kv)
+    assert remembered is not None and fresh is not None
+    assert encode_json(remembered) == encode_json(fresh)
+    assert remembered.model_dump(exclude_unset=True) == fresh.model_dump(exclude_unset=True)
+    # A raw read is kept only while its view is held.
+    assert api.registry._held
+    del held, event, remembered
+    gc.collect()
+    assert not api.registry._held
