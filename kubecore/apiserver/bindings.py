@@ -19,7 +19,9 @@ or its images are updated (its entry's images are rewritten).
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import trio
@@ -112,14 +114,14 @@ async def _assign(
                 f'pod "{pod_id}" is already assigned to host "{pod.desired_state.host}"',
                 kind="pod", id=pod_id)
         assigned = _with_host(pod, host)
+        value = encode_stored(assigned)
+        registry.remember(PODS, key, value, assigned)  # every pod watch reads it
         try:
-            written = await registry.store.update(key, encode_stored(assigned),
-                                                  kv.mod_revision)
+            written = await registry.store.update(key, value, kv.mod_revision)
         except Conflict:
             continue  # changed meanwhile (a status update, another binding): look again
         except KeyNotFound:
             raise errors.not_found("Pod", pod_id) from None
-        registry.remember(PODS, written, assigned)  # every pod watch reads this change
         return assigned, written.mod_revision
     raise errors.conflict("Pod", pod_id, "too many concurrent writers; retry")
 
@@ -254,21 +256,49 @@ def _port_clash(pod: BoundPod, host: str, clash: set[int], other: str) -> errors
         kind="pod", id=pod.id)
 
 
-def _plain_host_list(value: bytes) -> tuple[dict[str, Any], list[set[int]]] | None:
-    """The stored host list as plain JSON and each item's host ports, when it has the
-    shape this module writes; ``None`` for anything else (the models then read it, or
-    refuse it). Binding appends to lists of many pods: decoding every entry into
-    models each time would cost more than the rest of the binding."""
+@dataclass(frozen=True)
+class _Entry:
+    """One item of a plain host list: who it is, the host ports it uses, its JSON."""
+
+    id: str
+    namespace: str
+    ports: frozenset[int]
+    json: bytes
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class PlainHostList:
+    """A host list in the shape this module writes, kept as plain parts: the fields
+    besides ``items``, and each item's identity, host ports and JSON. Binding appends to
+    lists of many pods: decoding every entry into models (or even parsing all of it)
+    each time would cost more than the rest of the binding."""
+
+    header: dict[str, Any]
+    entries: tuple[_Entry, ...]
+
+    def encode(self) -> bytes:
+        head = _dumps(self.header)
+        items = b'"items":[' + b",".join(entry.json for entry in self.entries) + b"]}"
+        return head[:-1] + (b"," if len(head) > 2 else b"") + items
+
+
+def _plain_host_list(value: bytes) -> PlainHostList | None:
+    """The stored host list as a :class:`PlainHostList` when it has the shape this
+    module writes; ``None`` for anything else (the models then read it, or refuse it)."""
     try:
         data = json.loads(value)
     except ValueError:
         return None
     if not isinstance(data, dict) or data.get("kind", BoundPods.KIND) != BoundPods.KIND:
         return None
-    items = data.setdefault("items", [])
+    items = data.pop("items", None) or []
     if not isinstance(items, list):
         return None
-    ports: list[set[int]] = []
+    entries: list[_Entry] = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
             return None
@@ -288,12 +318,32 @@ def _plain_host_list(value: bytes) -> tuple[dict[str, Any], list[set[int]]] | No
                     return None
                 if number:
                     used.add(number)
-        ports.append(used)
-    return data, ports
+        entries.append(_Entry(item["id"], item.get("namespace") or DEFAULT_NAMESPACE,
+                              frozenset(used), _dumps(item)))
+    return PlainHostList(data, tuple(entries))
 
 
-def _plain_same(item: dict[str, Any], namespace: str, id: str) -> bool:
-    return bool(item["id"] == id and (item.get("namespace") or DEFAULT_NAMESPACE) == namespace)
+class HostLists:
+    """The host lists this process wrote last, by key, with the value each was written
+    as: the next binding to the host starts from them when the stored value is still
+    that one (compared byte for byte), with no parsing."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._lists: OrderedDict[str, tuple[bytes, PlainHostList]] = OrderedDict()
+
+    def get(self, key: str, value: bytes) -> PlainHostList | None:
+        known = self._lists.get(key)
+        if known is None or known[0] != value:
+            return None
+        self._lists.move_to_end(key)
+        return known[1]
+
+    def put(self, key: str, value: bytes, plain: PlainHostList) -> None:
+        self._lists[key] = (value, plain)
+        self._lists.move_to_end(key)
+        if len(self._lists) > self._size:
+            self._lists.popitem(last=False)
 
 
 async def add_bound_pod(registry: Registry, host: str, pod: BoundPod) -> None:
@@ -301,25 +351,30 @@ async def add_bound_pod(registry: Registry, host: str, pod: BoundPod) -> None:
     hostPort already used there by another pod is a 409 Conflict."""
     namespace = pod.namespace or DEFAULT_NAMESPACE
     wanted = _host_ports(pod)
-    entry = pod.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    entry = _Entry(pod.id, namespace, frozenset(wanted),
+                   _dumps(pod.model_dump(mode="json", by_alias=True, exclude_unset=True)))
     key = host_key(registry.host_key, host)
     for _ in range(MAX_RETRIES):
         kv = await registry.store.get(key)
-        plain = _plain_host_list(kv.value) if kv is not None else None
-        if kv is not None and plain is None:
-            break  # not a list this module wrote: edit it through the models
-        data, ports = plain or ({"kind": BoundPods.KIND, "items": []}, [])
+        plain: PlainHostList | None
+        if kv is None:
+            plain = PlainHostList({}, ())
+        else:
+            plain = registry.host_lists.get(key, kv.value) or _plain_host_list(kv.value)
+            if plain is None:
+                break  # not a list this module wrote: edit it through the models
         kept = []
-        for item, used in zip(data["items"], ports, strict=True):
-            if _plain_same(item, namespace, pod.id):
+        for other in plain.entries:
+            if other.id == pod.id and other.namespace == namespace:
                 continue
-            if wanted & used:
-                raise _port_clash(pod, host, wanted & used, item["id"])
-            kept.append(item)
-        data.pop("resourceVersion", None)
-        data.update(kind=BoundPods.KIND, apiVersion=API_VERSION, host=host,
-                    items=[*kept, entry])
-        value = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+            if wanted & other.ports:
+                raise _port_clash(pod, host, set(wanted & other.ports), other.id)
+            kept.append(other)
+        header = {name: field for name, field in plain.header.items()
+                  if name != "resourceVersion"}
+        header.update(kind=BoundPods.KIND, apiVersion=API_VERSION, host=host)
+        updated = PlainHostList(header, (*kept, entry))
+        value = updated.encode()
         try:
             if kv is None:
                 await registry.store.create(key, value)
@@ -327,6 +382,7 @@ async def add_bound_pod(registry: Registry, host: str, pod: BoundPod) -> None:
                 await registry.store.update(key, value, kv.mod_revision)
         except (KeyExists, Conflict, KeyNotFound):
             continue  # changed meanwhile: look again
+        registry.host_lists.put(key, value, updated)
         return
     else:
         raise errors.StatusError(409, errors.CONFLICT,

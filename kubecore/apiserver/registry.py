@@ -79,6 +79,7 @@ class Registry:
         self.store = store
         self.portals = PortalAllocator(portal_net)
         self.host_key = check_host_key_template(host_key)
+        self.host_lists = bindings.HostLists()
         strategies: list[Strategy] = [
             PodStrategy(self),
             ServiceStrategy(self),
@@ -93,6 +94,7 @@ class Registry:
         self._views: weakref.WeakValueDictionary[tuple[str, str, int, bytes], TypeMeta] = (
             weakref.WeakValueDictionary())
         self._held: dict[tuple[str, str, int, bytes], TypeMeta] = {}  # raw reads of views
+        self._written: OrderedDict[tuple[str, str, bytes], TypeMeta] = OrderedDict()
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -136,7 +138,9 @@ class Registry:
         held = self._held.get((*index, kv.value))
         if held is not None:
             return held
-        obj = self.read(resource, kv)
+        written = self._written.get((resource.name, kv.key, kv.value))
+        obj = (self._stamp(resource, written, kv.mod_revision) if written is not None
+               else self.read(resource, kv))
         self._keep(index, kv.value, obj)
         return obj
 
@@ -145,12 +149,14 @@ class Registry:
         if len(self._shared) > SHARED_READS:
             self._shared.popitem(last=False)
 
-    def remember(self, resource: Resource, kv: KeyValue, obj: TypeMeta) -> None:
-        """Let :meth:`read_shared` answer ``kv`` with ``obj``, the object whose encoding
-        was just written as ``kv`` (a decode of it would be equal), so the watches of
-        that change need not decode it. ``obj`` must not be changed afterwards."""
-        self._keep((resource.name, kv.key, kv.mod_revision), kv.value,
-                   self._stamp(resource, obj, kv.mod_revision))
+    def remember(self, resource: Resource, key: str, value: bytes, obj: TypeMeta) -> None:
+        """Let :meth:`read_shared` answer ``value`` at ``key`` with ``obj``, whose
+        encoding it is, instead of decoding it: a writer calls this before it writes, so
+        the watches of the change (which may see it before the write returns) need not
+        decode what it just encoded. ``obj`` must not be changed afterwards."""
+        self._written[(resource.name, key, value)] = obj
+        if len(self._written) > SHARED_READS:
+            self._written.popitem(last=False)
 
     def view(self, strategy: Strategy, kv: KeyValue) -> TypeMeta | None:
         """``kv`` as a watch event or an in-process list hands it out: read and

@@ -127,6 +127,36 @@ async def test_deleting_a_pod_takes_it_off_its_host(api: Api) -> None:
     assert (await host_list(api, "node-a") or {})["items"] == []
 
 
+async def test_bindings_start_from_the_list_as_stored_whoever_wrote_it(api: Api) -> None:
+    """A binding starts from the host list it wrote last only while the stored value is
+    still that one: a delete, an image update or another writer in between are kept."""
+    key = HOST_KEY.replace("{host}", "node-a")
+    for name in ("a", "b", "c"):
+        await api.ok("POST", f"{P}/pods", json=pod(name))
+    await api.ok("POST", f"{P}/pods", json=pod("d", host_port=8080))
+    assert (await bind(api, "a", "node-a")).status_code == 200
+    assert (await bind(api, "b", "node-a")).status_code == 200
+    await api.ok("DELETE", f"{P}/pods/a")  # rewritten through the models
+    assert (await bind(api, "c", "node-a")).status_code == 200
+    listed = await host_list(api, "node-a")
+    assert listed is not None and [item["id"] for item in listed["items"]] == ["b", "c"]
+    # Another writer takes host port 8080 and adds a field of its own.
+    kv = await api.store.get(key)
+    assert kv is not None
+    other = {**json.loads(kv.value), "note": "kept", "items": [*listed["items"], {
+        "id": "x", "namespace": "default", "spec": {"containers": [
+            {"name": "x", "image": "x", "ports": [{"containerPort": 1, "hostPort": 8080}]}]}}]}
+    await api.store.update(key, json.dumps(other).encode(), kv.mod_revision)
+    clash = await bind(api, "d", "node-a")
+    assert clash.status_code == 409 and "8080" in clash.json()["message"]
+    await api.ok("POST", f"{P}/pods", json=pod("e"))
+    assert (await bind(api, "e", "node-a")).status_code == 200
+    listed = await host_list(api, "node-a")
+    assert listed is not None and listed["note"] == "kept"
+    assert [item["id"] for item in listed["items"]] == ["b", "c", "x", "e"]
+    assert listed["items"][:3] == other["items"]
+
+
 async def test_an_image_update_rewrites_the_bound_pod(api: Api) -> None:
     await api.ok("POST", f"{P}/services", json=service())
     await api.ok("POST", f"{P}/pods", json=pod())
