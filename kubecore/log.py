@@ -38,8 +38,16 @@ class _StderrLogger:
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
 
-def _stderr_logger(name: str = "", *args: Any) -> _StderrLogger:
-    return _StderrLogger(name)
+def _stderr_logger(*args: Any) -> _StderrLogger:
+    """The logger of ``structlog.get_logger(name)``; without a name, the module that
+    logs gives it (as the standard library's loggers were named)."""
+    if args and isinstance(args[0], str):
+        return _StderrLogger(args[0])
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+            ("structlog", __name__)):
+        frame = frame.f_back
+    return _StderrLogger(frame.f_globals.get("__name__", "?"))
 
 
 def configure(fmt: LogFormat = "console", level: LogLevel = "info") -> None:
