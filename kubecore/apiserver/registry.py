@@ -24,7 +24,7 @@ from __future__ import annotations
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -60,6 +60,19 @@ MAX_RETRIES = 20
 # Decoded values kept for :meth:`Registry.read_shared` (every open watch of a resource
 # decodes the same changes; the scheduler alone holds two pod watches).
 SHARED_READS = 512
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _put_recent(recent: OrderedDict[K, V], key: K, value: V) -> None:
+    """Put ``key`` in ``recent`` as its newest entry; past :data:`SHARED_READS`
+    entries, the oldest goes."""
+    recent[key] = value
+    recent.move_to_end(key)
+    if len(recent) > SHARED_READS:
+        recent.popitem(last=False)
 
 
 class Registry:
@@ -145,18 +158,14 @@ class Registry:
         return obj
 
     def _keep(self, index: tuple[str, str, int], value: bytes, obj: TypeMeta | None) -> None:
-        self._shared[index] = (value, obj)
-        if len(self._shared) > SHARED_READS:
-            self._shared.popitem(last=False)
+        _put_recent(self._shared, index, (value, obj))
 
     def remember(self, resource: Resource, key: str, value: bytes, obj: TypeMeta) -> None:
         """Let :meth:`read_shared` answer ``value`` at ``key`` with ``obj``, whose
         encoding it is, instead of decoding it: a writer calls this before it writes, so
         the watches of the change (which may see it before the write returns) need not
         decode what it just encoded. ``obj`` must not be changed afterwards."""
-        self._written[(resource.name, key, value)] = obj
-        if len(self._written) > SHARED_READS:
-            self._written.popitem(last=False)
+        _put_recent(self._written, (resource.name, key, value), obj)
 
     def view(self, strategy: Strategy, kv: KeyValue) -> TypeMeta | None:
         """``kv`` as a watch event or an in-process list hands it out: read and
@@ -248,8 +257,16 @@ class Registry:
         """Every stored object of resource ``name`` (in ``namespace``, or all), not
         decorated, and the revision of the read."""
         resource = self.strategy(name).resource
+        return await self._listed(resource, namespace, lambda kv: self.read(resource, kv))
+
+    async def _listed(
+        self, resource: Resource, namespace: str | None,
+        read: Callable[[KeyValue], TypeMeta | None],
+    ) -> tuple[list[TypeMeta], int]:
+        """Every stored object of ``resource`` in ``namespace`` (or all) as ``read``
+        makes it (undecodable ones left out), and the revision of the read."""
         kvs, revision = await self.store.list(resource.prefix(namespace))
-        objs = [obj for kv in kvs if (obj := self.read(resource, kv)) is not None]
+        objs = [obj for kv in kvs if (obj := read(kv)) is not None]
         if namespace is not None and resource.namespaced and not resource.namespace_in_key:
             objs = [obj for obj in objs if (obj.namespace or DEFAULT_NAMESPACE) == namespace]
         return objs, revision
@@ -273,12 +290,9 @@ class Registry:
         matches = self._matcher(strategy, labels, fields)
         items: list[TypeMeta]
         if shared and strategy.decorates_each:
-            kvs, revision = await self.store.list(resource.prefix(namespace))
-            views = (self.view(strategy, kv) for kv in kvs)
-            items = [obj for obj in views if obj is not None and matches(obj)]
-            if namespace is not None and resource.namespaced and not resource.namespace_in_key:
-                items = [obj for obj in items
-                         if (obj.namespace or DEFAULT_NAMESPACE) == namespace]
+            views, revision = await self._listed(resource, namespace,
+                                                 lambda kv: self.view(strategy, kv))
+            items = [obj for obj in views if matches(obj)]
         else:
             objs, revision = await self.list_raw(name, namespace)
             items = await strategy.decorate([obj for obj in objs if matches(obj)])
